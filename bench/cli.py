@@ -1,0 +1,39 @@
+"""The `bench` command line: one module per subcommand under bench/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.errors import BenchError
+
+# Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+COMMANDS = ["run", "leaderboard", "list", "data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmark predictors of single-cell drug responses on unseen drugs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"bench.commands.{name}").register(sub)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""`bench run`: the main job — every chosen predictor x seed on one split, then the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.io import atomic_write_json
+from bench.publish import render_markdown
+from bench.io import atomic_write_text
+from bench.runner import RunConfig, run_benchmark
+from bench.commands.data import add_data_arguments, load_benchmark
+from predictors import registry
+from splits import get_split
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds '{text}': expected comma-separated integers such as 0,1,2") from None
+    if not seeds:
+        raise BenchError("--seeds is empty: expected comma-separated integers such as 0,1,2")
+    return seeds
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="fit and evaluate predictors on a split; write results and a leaderboard")
+    p.add_argument("--predictors", default="all", help="'all' or comma-separated names (see `bench list`)")
+    p.add_argument("--split", default="unseen_drugs", help="split name (default: unseen_drugs)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the drug hold-out (default: 0)")
+    p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help="override the epoch count of trainable predictors")
+    p.add_argument("--out", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
+    p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
+    add_data_arguments(p)
+    p.set_defaults(func=run)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("bench", "numpy", "scipy", "pandas", "anndata", "torch", "scikit-learn", "cpa-tools"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    names = registry.resolve(args.predictors)
+    seeds = parse_seeds(args.seeds)
+    if args.epochs is not None and args.epochs < 1:
+        raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
+    bench = load_benchmark(args)
+    split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "command": "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("bench") else "bench run",
+        "split": args.split,
+        "split_summary": split.summary(bench.sc.obs),
+        "seeds": seeds,
+        "predictors": names,
+        "data": bench.describe(),
+        "versions": versions(),
+    }
+    atomic_write_json(out / "run.json", meta)
+    summary = split.summary(bench.sc.obs)
+    print(
+        f"data: {bench.name}; split {args.split}: {summary['test_drugs']} test drugs "
+        f"({summary['test_conditions']} conditions), {summary['val_drugs']} validation drugs, "
+        f"{summary['train_drugs']} training drugs",
+        file=sys.stderr,
+    )
+    run_benchmark(bench, split, RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir), out)
+    text = render_markdown(out)
+    atomic_write_text(out / "leaderboard.md", text)
+    print(text)
+    print(f"results: {out}/ (leaderboard.md, runs/*/seed*/); publish with `bench leaderboard {out}`", file=sys.stderr)
+    return 0

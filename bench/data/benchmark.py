@@ -1,0 +1,71 @@
+"""The Benchmark container: a single-cell set, an optional bulk set, and their shared genes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anndata as ad
+import numpy as np
+
+from bench.errors import BenchError
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+
+
+@dataclass
+class Benchmark:
+    """A single-cell set (fine-tuning and evaluation) and a bulk set (pre-training, look-ups)."""
+
+    sc: ad.AnnData
+    bulk: ad.AnnData | None
+    name: str
+    control: str = CONTROL
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for role, adata in (("single-cell", self.sc), ("bulk", self.bulk)):
+            if adata is None:
+                continue
+            missing = [c for c in (DRUG, CELL_TYPE, DOSE) if c not in adata.obs]
+            if missing:
+                raise BenchError(f"{role} set '{self.name}': obs lacks column(s) {', '.join(missing)}")
+
+    @property
+    def truth(self) -> dict | None:
+        """Generating parameters, present for generated data only (enables the oracle)."""
+        return self.sc.uns.get("bench_truth")
+
+    @property
+    def shared_genes(self) -> np.ndarray:
+        """Gene symbols measured in both sets, in single-cell order."""
+        if self.bulk is None:
+            return np.array([], dtype=object)
+        bulk_genes = set(self.bulk.var_names)
+        return np.array([g for g in self.sc.var_names if g in bulk_genes], dtype=object)
+
+    def describe(self) -> dict:
+        sc_drugs = set(self.sc.obs[DRUG].astype(str)) - {self.control}
+        out = {
+            "name": self.name,
+            "sc_cells": int(self.sc.n_obs),
+            "sc_genes": int(self.sc.n_vars),
+            "sc_drugs": len(sc_drugs),
+            "sc_cell_types": int(self.sc.obs[CELL_TYPE].nunique()),
+        }
+        if self.bulk is not None:
+            bulk_drugs = set(self.bulk.obs[DRUG].astype(str)) - {self.control}
+            out.update(
+                bulk_profiles=int(self.bulk.n_obs),
+                bulk_genes=int(self.bulk.n_vars),
+                bulk_drugs=len(bulk_drugs),
+                bulk_cell_lines=int(self.bulk.obs[CELL_TYPE].nunique()),
+                shared_genes=int(len(self.shared_genes)),
+            )
+        return out
+
+
+def load_default(size: str = "default", seed: int = 0) -> Benchmark:
+    """The embedded generated benchmark of the named size (`default` or `smoke`)."""
+    from bench.data.synthetic import generate
+
+    sc, bulk = generate(size, seed)
+    return Benchmark(sc=sc, bulk=bulk, name=f"synthetic-{size} (seed {seed})", meta={"size": size, "seed": seed})

@@ -1,0 +1,56 @@
+"""The data model shared by every part of the harness: canonical obs columns and conditions.
+
+Every perturbation data set is an AnnData whose ``obs`` holds the drug, the cell type (cell line)
+and the dose under the canonical names below; vehicle/untreated rows carry the control label.
+Loaders map external layouts onto these names, so predictors and metrics see one layout only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DRUG = "drug"
+CELL_TYPE = "cell_type"
+DOSE = "dose"
+CONTROL = "control"
+
+
+@dataclass(frozen=True, order=True)
+class Condition:
+    """One perturbation condition: a drug at a dose in a cell type."""
+
+    cell_type: str
+    drug: str
+    dose: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.cell_type}_{self.drug}_{self.dose:g}"
+
+
+def is_control(obs: pd.DataFrame, control: str = CONTROL) -> np.ndarray:
+    """Boolean mask of control (vehicle) rows."""
+    return (obs[DRUG].astype(str) == control).to_numpy()
+
+
+def conditions_of(obs: pd.DataFrame, mask: np.ndarray | None = None, control: str = CONTROL) -> list[Condition]:
+    """Sorted distinct treated conditions among the rows selected by `mask`."""
+    sel = obs if mask is None else obs.loc[mask]
+    sel = sel.loc[sel[DRUG].astype(str) != control]
+    triples = sel[[CELL_TYPE, DRUG, DOSE]].drop_duplicates()
+    return sorted(
+        Condition(str(c), str(d), float(x))
+        for c, d, x in triples.itertuples(index=False, name=None)
+    )
+
+
+def condition_mask(obs: pd.DataFrame, cond: Condition) -> np.ndarray:
+    """Rows of `obs` that belong to condition `cond`."""
+    return (
+        (obs[CELL_TYPE].astype(str) == cond.cell_type)
+        & (obs[DRUG].astype(str) == cond.drug)
+        & np.isclose(obs[DOSE].astype(float), cond.dose)
+    ).to_numpy()

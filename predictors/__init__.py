@@ -1,0 +1,17 @@
+"""Predictors: one `Predictor` interface, one file per predictor, one registration line each.
+
+BUILTIN maps a name to "module:Class" and the options that name passes to the class; a name
+registered by an installed package under the `bench.predictors` entry point group joins them.
+"""
+
+from predictors.base import Predictor, Task
+
+BUILTIN: dict[str, tuple[str, dict]] = {
+    "random": ("predictors.random_conditions:RandomConditions", {}),
+    "knn": ("predictors.knn_bulk:KnnBulk", {}),
+    "control_mean": ("predictors.floors:ControlCells", {}),
+    "train_mean": ("predictors.floors:TrainMeanShift", {}),
+    "oracle": ("predictors.oracle:Oracle", {}),
+}
+
+__all__ = ["BUILTIN", "Predictor", "Task"]

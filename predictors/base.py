@@ -1,0 +1,116 @@
+"""The one interface every predictor implements, and the task the harness hands to `fit`.
+
+A predictor is fitted once on a `Task` (training single cells with every control, the bulk set,
+the names of the conditions it will be asked about) and then, for each test condition, turns that
+cell type's real control cells into a set of predicted cells. Trainable predictors call
+`task.report_epoch(...)` after each epoch; the harness then evaluates and times that epoch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of
+
+
+def dense(x) -> np.ndarray:
+    """A dense float32 copy of a (possibly sparse) expression block."""
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+
+@dataclass
+class Task:
+    """What a predictor may see while fitting. `train` never holds a validation or test cell."""
+
+    train: ad.AnnData  # training drugs' cells and every control, canonical obs columns
+    bulk: ad.AnnData | None  # the bulk set, held-out drugs included (they are "seen in bulk")
+    test_conditions: list[Condition]  # conditions predict() will be called with (labels only)
+    val_conditions: list[Condition]  # held-out training-split drugs, for model selection
+    seed: int = 0
+    control: str = CONTROL
+    cache_dir: Path = Path(".bench-cache")  # checkpoints may be stored and reused here
+    max_epochs: int | None = None  # harness override of a trainable predictor's epoch count
+    truth: dict | None = None  # generating parameters (generated data only; for the oracle)
+    on_epoch: Callable[[int, dict], None] = field(default=lambda epoch, stats: None, repr=False)
+
+    def report_epoch(self, epoch: int, **stats: float) -> None:
+        """Call after each training epoch (1-based); the harness evaluates the model at this point."""
+        self.on_epoch(epoch, stats)
+
+    def epochs(self, default: int) -> int:
+        return self.max_epochs if self.max_epochs is not None else default
+
+    def controls(self, cell_type: str) -> np.ndarray:
+        """Dense control cells of `cell_type` from the training set."""
+        return self.cells(cell_type, self.control)
+
+    def cells(self, cell_type: str, drug: str, dose: float | None = None) -> np.ndarray:
+        """Dense training cells of `drug` in `cell_type` (at `dose`, or every dose when None)."""
+        obs = self.train.obs
+        mask = (obs[CELL_TYPE].astype(str) == cell_type).to_numpy() & (obs[DRUG].astype(str) == drug).to_numpy()
+        if dose is not None:
+            mask &= np.isclose(obs[DOSE].astype(float).to_numpy(), dose)
+        return dense(self.train.X[np.flatnonzero(mask)])
+
+    def training_conditions(self) -> list[Condition]:
+        """Treated conditions present in the training set."""
+        return conditions_of(self.train.obs, control=self.control)
+
+    @property
+    def genes(self) -> np.ndarray:
+        return np.asarray(self.train.var_names)
+
+
+class Predictor(ABC):
+    """Base class: implement `fit` and `predict`; set `trainable` if `fit` reports epochs.
+
+    `needs` lists inputs the predictor cannot work without ("bulk", "truth"); `packages` lists
+    importable modules it requires. The harness skips a predictor whose needs are unmet and records why.
+    """
+
+    trainable: ClassVar[bool] = False
+    needs: ClassVar[tuple[str, ...]] = ()
+    packages: ClassVar[tuple[str, ...]] = ()
+    defaults: ClassVar[dict] = {}
+    reference: ClassVar[bool] = False  # a bound, not a method (e.g. the oracle)
+
+    def __init__(self, seed: int = 0, **config) -> None:
+        unknown = set(config) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown option(s) {', '.join(sorted(unknown))}")
+        self.seed = seed
+        self.config = {**self.defaults, **config}
+
+    @classmethod
+    def unavailable(cls, task: Task) -> str | None:
+        """Why this predictor cannot run on `task`, or None when it can."""
+        missing = [p for p in cls.packages if importlib.util.find_spec(p) is None]
+        if missing:
+            return f"missing package(s): {', '.join(missing)} (see README: optional extras)"
+        if "bulk" in cls.needs and task.bulk is None:
+            return "needs a bulk data set (--bulk)"
+        if "truth" in cls.needs and task.truth is None:
+            return "needs the generating parameters (only generated data has them)"
+        return None
+
+    @abstractmethod
+    def fit(self, task: Task) -> None:
+        """Learn from the task; trainable predictors call `task.report_epoch` after each epoch."""
+
+    @abstractmethod
+    def predict(self, condition: Condition, controls: np.ndarray) -> np.ndarray:
+        """Predicted cells (rows) over the task's genes for `condition`, given that cell type's
+        real control cells (rows, same genes). Return a float array of shape (n_pred, n_genes)."""
+
+    def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
+        """Predict several conditions; override to batch. `controls(cell_type)` gives control cells."""
+        return {c: self.predict(c, controls(c.cell_type)) for c in conditions}

@@ -1,0 +1,81 @@
+"""The Split record and the split registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError, closest
+from bench.schema import CONTROL, DRUG, Condition, conditions_of
+
+TRAIN, VAL, TEST = "train", "val", "test"
+
+
+@dataclass
+class Split:
+    """Per-cell roles of a single-cell set. Controls are always `train`: every predictor may use
+    them as input, and the harness hands a cell type's controls to `predict`."""
+
+    name: str
+    labels: pd.Series  # index: obs_names; values: train / val / test
+    seed: int | None = None
+    control: str = CONTROL
+
+    def mask(self, role: str) -> np.ndarray:
+        return (self.labels == role).to_numpy()
+
+    def drugs(self, obs: pd.DataFrame, role: str) -> list[str]:
+        sel = obs.loc[self.mask(role), DRUG].astype(str)
+        return sorted(set(sel) - {self.control})
+
+    def conditions(self, obs: pd.DataFrame, role: str) -> list[Condition]:
+        return conditions_of(obs, self.mask(role), self.control)
+
+    def summary(self, obs: pd.DataFrame) -> dict:
+        return {
+            "split": self.name,
+            "seed": self.seed,
+            **{f"{r}_drugs": len(self.drugs(obs, r)) for r in (TRAIN, VAL, TEST)},
+            **{f"{r}_conditions": len(self.conditions(obs, r)) for r in (TRAIN, VAL, TEST)},
+            "test_drug_names": self.drugs(obs, TEST),
+            "val_drug_names": self.drugs(obs, VAL),
+        }
+
+    def validate(self, obs: pd.DataFrame) -> None:
+        """Fail loudly on a split that cannot be evaluated."""
+        if not self.conditions(obs, TEST):
+            raise BenchError(f"split '{self.name}' has no test conditions")
+        if not self.conditions(obs, TRAIN):
+            raise BenchError(f"split '{self.name}' has no training conditions")
+        leaked = set(self.drugs(obs, TEST)) & set(self.drugs(obs, TRAIN))
+        if self.name == "unseen_drugs" and leaked:
+            raise BenchError(f"split '{self.name}': test drug(s) also in training: {', '.join(sorted(leaked))}")
+
+
+SplitFn = Callable[..., Split]
+_SPLITS: dict[str, tuple[SplitFn, str]] = {}
+
+
+def register_split(name: str, description: str):
+    def deco(fn: SplitFn) -> SplitFn:
+        _SPLITS[name] = (fn, description)
+        return fn
+
+    return deco
+
+
+def split_names() -> dict[str, str]:
+    return {name: desc for name, (_, desc) in _SPLITS.items()}
+
+
+def get_split(name: str, adata: ad.AnnData, seed: int = 0, control: str = CONTROL, **options) -> Split:
+    """Build the named split of `adata`; an unknown name is a one-line error."""
+    if name not in _SPLITS:
+        raise BenchError(f"unknown split '{name}'{closest(name, _SPLITS)}: expected one of {', '.join(_SPLITS)}")
+    split = _SPLITS[name][0](adata, seed=seed, control=control, **options)
+    split.validate(adata.obs)
+    return split
