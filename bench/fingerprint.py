@@ -1,0 +1,40 @@
+"""Stable content hashes: of configurations (for cache keys) and of data sets (so a cached
+result or checkpoint is reused only for the very data it was computed from)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+
+def config_hash(config: dict, length: int = 16) -> str:
+    """Hash of a JSON-serialisable configuration, independent of key order."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def adata_fingerprint(adata: ad.AnnData, length: int = 16) -> str:
+    """Hash of an AnnData's expression values, gene names and obs columns (cached in `uns`)."""
+    cached = adata.uns.get("bench_fingerprint")
+    if cached:
+        return str(cached)[:length]
+    h = hashlib.sha256()
+    x = adata.X
+    if sp.issparse(x):
+        x = x.tocsr()
+        for part in (x.indptr, x.indices, x.data):
+            h.update(np.ascontiguousarray(part).tobytes())
+    else:
+        h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+    h.update("\0".join(map(str, adata.var_names)).encode())
+    h.update("\0".join(map(str, adata.obs_names)).encode())
+    for col in sorted(adata.obs.columns):
+        h.update(col.encode())
+        h.update("\0".join(map(str, adata.obs[col].to_numpy())).encode())
+    digest = h.hexdigest()
+    adata.uns["bench_fingerprint"] = digest
+    return digest[:length]
