@@ -1,0 +1,25 @@
+"""Shared fixtures: the generated smoke benchmark and the location of the real data fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.data import Benchmark, load_default
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def smoke() -> Benchmark:
+    """The smoke-size generated benchmark (do not mutate: shared by the whole session)."""
+    return load_default("smoke", seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the repository; tests that need it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present beside the repository")
+    return SHARED_DATA
