@@ -1,0 +1,73 @@
+"""The CLI end to end on the smoke data: run, leaderboard, list, data, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+CHEAP = "random,knn,control_mean,train_mean,oracle"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["run", "--data", "smoke", "--predictors", CHEAP, "--seeds", "0,1", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_results_for_every_predictor_and_seed(run_dir):
+    for name in CHEAP.split(","):
+        for seed in (0, 1):
+            result = json.loads((run_dir / "runs" / name / f"seed{seed}" / "result.json").read_text())
+            assert result["status"] == "ok", result
+            assert 0.0 < result["val_selected"]["mean"] <= 1.0
+            conditions = pd.read_csv(run_dir / "runs" / name / f"seed{seed}" / "conditions.csv")
+            assert {"test", "val"} == set(conditions["role"])
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["split_summary"]["test_conditions"] > 0
+    board = (run_dir / "leaderboard.md").read_text()
+    for name in CHEAP.split(","):
+        assert f"| {name}" in board
+
+
+def test_leaderboard_command_publishes_markdown(run_dir, tmp_path, capsys):
+    assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "lb")]) == 0
+    text = next((tmp_path / "lb").glob("*.md")).read_text()
+    assert "mean_DE50" in text and "dis_DE10" in text and "knn" in text
+
+
+def test_list_names_predictors_splits_and_metrics(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("random", "knn", "control_mean", "train_mean", "unseen_drugs", "dis_DE50"):
+        assert word in out
+
+
+def test_data_command_writes_readable_h5ad(tmp_path):
+    assert main(["data", "--data", "smoke", "--out", str(tmp_path)]) == 0
+    sc = ad.read_h5ad(tmp_path / "sc.h5ad")
+    bulk = ad.read_h5ad(tmp_path / "bulk.h5ad")
+    assert {"drug", "cell_type", "dose"} <= set(sc.obs.columns) and bulk.n_obs > 0
+    assert "bench_truth" in sc.uns
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--data", "smoke", "--predictors", "knnn"], "unknown predictor 'knnn' (did you mean 'knn'?)"),
+        (["run", "--data", "smoke", "--split", "unseen"], "unknown split 'unseen'"),
+        (["run", "--data", "smoke", "--seeds", "a,b"], "--seeds 'a,b': expected comma-separated integers"),
+        (["leaderboard", "/nonexistent/run"], "run folder not found"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    argv = argv + (["--out", str(tmp_path / "o")] if argv[0] == "run" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written
