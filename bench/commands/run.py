@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.io import atomic_write_json
+from bench.io import atomic_write_json, atomic_write_text
 from bench.publish import render_markdown
-from bench.io import atomic_write_text
 from bench.runner import RunConfig, run_benchmark
 from bench.commands.data import add_data_arguments, load_benchmark
 from predictors import registry
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("bench") else "bench run",
+        "command": "bench " + shlex.join(args.argv),
         "split": args.split,
         "split_summary": split.summary(bench.sc.obs),
         "seeds": seeds,
