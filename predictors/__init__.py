@@ -12,6 +12,8 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "control_mean": ("predictors.floors:ControlCells", {}),
     "train_mean": ("predictors.floors:TrainMeanShift", {}),
     "oracle": ("predictors.oracle:Oracle", {}),
+    "CPA": ("predictors.cpa_model:CpaPredictor", {}),
+    "CPA_transfer": ("predictors.cpa_model:CpaTransfer", {}),
 }
 
 __all__ = ["BUILTIN", "Predictor", "Task"]

@@ -1,0 +1,95 @@
+"""Loud compatibility shims that let cpa-tools 0.8.8 (and scvi-tools 0.20.3 under it) run on this stack.
+
+CPA's own code is unchanged. Importing this module applies, and announces once on stderr, only the
+shims that are needed: anndata 0.12 removed `anndata.read`; anndata 0.10 renamed `SparseDataset`;
+torch >= 2.6 loads with `weights_only=True`, which breaks `CPA.load` (scvi pickles numpy and pandas
+objects), so scvi's own model loader alone loads with `weights_only=False`; `cpa._model` imports
+tkinter for nothing. `load_cpa()` then imports cpa without letting it silence every warning of the
+process (its `__init__` calls `warnings.simplefilter('ignore')`) and quiets its per-cell progress bars.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import sys
+import types
+import warnings
+
+import anndata
+import torch
+
+log = logging.getLogger(__name__)
+APPLIED: list[str] = []
+
+
+def _shim_anndata() -> None:
+    if "read" not in dir(anndata):
+        anndata.read = anndata.read_h5ad
+        APPLIED.append("anndata.read -> anndata.read_h5ad (removed in anndata 0.12)")
+    sparse_dataset = importlib.import_module("anndata._core.sparse_dataset")
+    if not hasattr(sparse_dataset, "SparseDataset"):
+        sparse_dataset.SparseDataset = sparse_dataset.BaseCompressedSparseDataset
+        APPLIED.append("anndata._core.sparse_dataset.SparseDataset -> BaseCompressedSparseDataset (renamed in anndata 0.10)")
+
+
+def _shim_tkinter() -> None:
+    try:
+        import tkinter  # noqa: F401  cpa._model runs `from tkinter import N` and never uses it
+    except ImportError:
+        stub = types.ModuleType("tkinter")
+        stub.N = "n"
+        sys.modules["tkinter"] = stub
+        APPLIED.append("tkinter stub (cpa._model imports tkinter.N and never uses it; this Python has no Tk)")
+
+
+class _TorchLoadingFullPickles(types.ModuleType):
+    """torch as seen from scvi's model loader: `load` defaults to `weights_only=False`."""
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+
+    def __getattr__(self, name: str):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return torch.load(*args, **kwargs)
+
+
+def _shim_scvi_loader() -> None:
+    scvi_utils = importlib.import_module("scvi.model.base._utils")
+    if not isinstance(scvi_utils.torch, _TorchLoadingFullPickles):
+        scvi_utils.torch = _TorchLoadingFullPickles()
+        APPLIED.append("scvi model loader: torch.load(weights_only=False) (torch >= 2.6 defaults to True; scvi pickles numpy/pandas)")
+
+
+def _import_quietly(name: str):
+    """Import `name` without its import-time deprecation noise, keeping the process's warning
+    filters afterwards (cpa's `__init__` resets them to 'ignore')."""
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        return importlib.import_module(name)
+
+
+_shim_anndata()
+_shim_tkinter()
+_import_quietly("scvi")
+_shim_scvi_loader()
+if APPLIED:
+    log.warning("cpa-tools compatibility shims applied: %s", "; ".join(APPLIED))
+
+
+@functools.cache
+def load_cpa() -> types.ModuleType:
+    """The `cpa` package, imported once with the shims in place and its per-cell progress bars off."""
+    cpa = _import_quietly("cpa")
+    model_module = importlib.import_module("cpa._model")
+    model_module.tqdm = functools.partial(model_module.tqdm, disable=True)
+    for name in ("pytorch_lightning", "lightning_fabric", "scvi", "cpa"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return cpa
