@@ -14,6 +14,7 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "oracle": ("predictors.oracle:Oracle", {}),
     "CPA": ("predictors.cpa_model:CpaPredictor", {}),
     "CPA_transfer": ("predictors.cpa_model:CpaTransfer", {}),
+    "cVAE": ("predictors.cvae:CVAE", {}),
 }
 
 __all__ = ["BUILTIN", "Predictor", "Task"]

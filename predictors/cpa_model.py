@@ -76,7 +76,7 @@ class CpaPredictor(Predictor):
 
     trainable = True
     packages = ("cpa",)
-    defaults = {"epochs": 20, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128, "weight_decay": 1e-6}
+    defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128, "weight_decay": 1e-6}
 
     @classmethod
     def unavailable(cls, task: Task) -> str | None:
@@ -192,7 +192,7 @@ class CpaTransfer(CpaPredictor):
     learning rate per step, which would erase the held-out drugs' bulk embeddings."""
 
     needs = ("bulk",)
-    defaults = {**CpaPredictor.defaults, "bulk_epochs": 20, "finetune_weight_decay": 0.0}
+    defaults = {**CpaPredictor.defaults, "bulk_epochs": 50, "finetune_weight_decay": 0.0}
 
     def _before_single_cell(self, task: Task) -> None:
         shared = np.flatnonzero(np.isin(task.genes, np.asarray(task.bulk.var_names)))
