@@ -1,4 +1,4 @@
-"""`bench leaderboard`: render the markdown leaderboard of a run folder into leaderboard/."""
+"""`bench leaderboard`: publish one or more run folders as the leaderboard folder (markdown, plots, results.csv)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from bench.publish import write_leaderboard
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("leaderboard", help="render a run folder's results as the markdown leaderboard")
-    p.add_argument("run_dir", nargs="?", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
+    p = sub.add_parser("leaderboard", help="publish run folders as the leaderboard: README.md, one page per split, plots")
+    p.add_argument("run_dirs", nargs="*", type=Path, default=[Path("bench-results")], metavar="RUN_DIR",
+                   help="run folders written by `bench run` (default: ./bench-results)")
     p.add_argument("--out", type=Path, default=Path("leaderboard"), help="output folder (default: ./leaderboard)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.run_dir.is_dir():
-        raise BenchError(f"{args.run_dir}: run folder not found (run `bench run` first)")
-    path = write_leaderboard(args.run_dir, args.out)
-    print(f"wrote {path}")
+    for run_dir in args.run_dirs:
+        if not run_dir.is_dir():
+            raise BenchError(f"{run_dir}: run folder not found (run `bench run` first)")
+    for path in write_leaderboard(args.run_dirs, args.out):
+        print(f"wrote {path}")
     return 0
