@@ -5,3 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[test]"
+# The CPA stack (predictors CPA, CPA_transfer): cpa-tools 0.8.8 declares Python < 3.11, so its pinned
+# dependencies come first and cpa-tools itself without dependency resolution; predictors/cpa_compat.py
+# bridges the remaining anndata/torch incompatibilities at run time.
+python -m pip install --quiet "scvi-tools==0.20.3" "pytorch-lightning==1.9.5" "lightning>=2.2,<2.3" \
+    "jax==0.4.30" "jaxlib==0.4.30" "chex==0.1.86" "optax==0.2.2" "flax==0.8.5" "numpyro==0.15.3" \
+    "setuptools<81" "ray[tune]" rdkit adjustText seaborn mudata
+python -m pip install --quiet --no-deps --ignore-requires-python "cpa-tools==0.8.8"

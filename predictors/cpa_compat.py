@@ -90,6 +90,6 @@ def load_cpa() -> types.ModuleType:
     cpa = _import_quietly("cpa")
     model_module = importlib.import_module("cpa._model")
     model_module.tqdm = functools.partial(model_module.tqdm, disable=True)
-    for name in ("pytorch_lightning", "lightning_fabric", "scvi", "cpa"):
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "scvi", "cpa"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return cpa

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import tempfile
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -26,6 +27,9 @@ from predictors.base import Predictor, Task, dense
 PAD = "<PAD>"
 DOSE_KEY, SPLIT_KEY = "cpa_dose", "cpa_split"
 INSTALL_HINT = "missing package cpa (cpa-tools 0.8.8 and its pinned stack): run install.sh"
+# Warnings cpa-tools raises every epoch about its own bookkeeping (empty metric lists, one-cell groups).
+TRAINING_NOISE = ("Mean of empty slice", "invalid value encountered in scalar divide", "var\\(\\): degrees of freedom",
+                  "The number of training batches")
 
 
 def vocabulary(task: Task) -> dict[str, int]:
@@ -71,8 +75,10 @@ def epoch_reporter(report):
 
 
 class CpaPredictor(Predictor):
-    """`CPA`: cpa-tools' CPA trained on the single-cell training set (Gaussian loss on log-normalised
-    data). An unseen drug's embedding is untrained: the model has no information about that drug."""
+    """`CPA`: cpa-tools' CPA on the single-cell training set; it knows nothing about an unseen drug.
+
+    Gaussian loss on log-normalised data. An unseen drug's embedding row is used by no training cell,
+    so it is untrained (only weight decay moves it): the model has no information about that drug."""
 
     trainable = True
     packages = ("cpa",)
@@ -132,7 +138,9 @@ class CpaPredictor(Predictor):
         model = model or self.model
         reporter = epoch_reporter(report)
         plan = {"wd": weight_decay, "doser_wd": weight_decay, "adv_wd": weight_decay}
-        with tempfile.TemporaryDirectory(prefix="bench-cpa-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-cpa-") as tmp, warnings.catch_warnings():
+            for message in TRAINING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
             model.train(max_epochs=epochs, batch_size=self.config["batch_size"], plan_kwargs=plan, save_path=False,
                         early_stopping_patience=epochs + 1, callbacks=[reporter], enable_progress_bar=False,
                         default_root_dir=tmp, enable_model_summary=False)
@@ -182,8 +190,10 @@ class CpaPredictor(Predictor):
 
 
 class CpaTransfer(CpaPredictor):
-    """`CPA_transfer` (paper baseline): CPA pre-trained on bulk profiles of the single-cell cell lines and
-    drugs (held-out drugs included, so they get trained embeddings), then fine-tuned on single cells.
+    """`CPA_transfer` (paper baseline): CPA pre-trained on bulk, then fine-tuned on single cells.
+
+    Bulk pre-training uses the profiles of the single-cell cell lines and drugs (held-out drugs
+    included, so they get trained embeddings).
 
     Genes: the bulk model works on the genes both sets measure, in single-cell order; its gene-indexed
     weights (first encoder layer, decoder outputs) are copied into those genes' slots of the single-cell
