@@ -189,14 +189,37 @@ def provenance_lines(board: Board) -> list[str]:
     return lines
 
 
+def condition_scores(board: Board, predictor: str) -> pd.Series:
+    """Per test condition, the selection score (mean of the paper metrics) of `predictor` at its
+    validation-selected epoch, averaged over seeds; indexed by (cell_type, drug, dose)."""
+    per_seed = []
+    for r in board.ok():
+        path = Path(r.get("run_path", "")) / "conditions.csv"
+        if r["predictor"] != predictor or not path.exists():
+            continue
+        frame = pd.read_csv(path)
+        epoch = r.get("val_epoch")
+        at = frame["epoch"].isna() if epoch is None else frame["epoch"] == epoch
+        frame = frame[at & (frame["role"] == "test")]
+        per_seed.append(frame.set_index(["cell_type", "drug", "dose"])[[m for m in PAPER_METRICS if m in frame]].mean(axis=1))
+    return pd.concat(per_seed, axis=1).mean(axis=1) if per_seed else pd.Series(dtype=float)
+
+
 def significance_lines(board: Board) -> list[str]:
-    """Hook for `bench/stats.py`: a paired test over test conditions of the top predictor against
-    the next one; says so plainly when that module is not available."""
+    """Hook for `bench/stats.py`: its `paired_test(a, b)` gets the per-condition scores (pandas Series
+    on the same test conditions) of the top non-reference predictor and the next, and returns a
+    one-line summary; without that module the page says the test is not available."""
     try:
-        from bench import stats
+        from bench.stats import paired_test
     except ImportError:
-        return ["Paired test (top predictor vs next): not available in this version (`bench/stats.py`)."]
-    return stats.leaderboard_lines(board)  # pragma: no cover - provided by bench/stats.py
+        return ["Paired test (top predictor vs next, over test conditions): not available in this version (`bench/stats.py`)."]
+    top = ranking(board)["predictor"].tolist()[:2]
+    if len(top) < 2:
+        return []
+    a, b = (condition_scores(board, name) for name in top)
+    common = a.index.intersection(b.index)
+    summary = paired_test(a.loc[common], b.loc[common])
+    return [f"Paired test over {len(common)} test conditions, {top[0]} vs {top[1]}: {summary}"]
 
 
 def failure_lines(board: Board) -> list[str]:

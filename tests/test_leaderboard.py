@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -14,7 +16,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.publish import MANIFEST, RESULTS, best_values, load_boards, render_split_page
+from bench.publish import MANIFEST, RESULTS, best_values, condition_scores, load_boards, ranking, render_split_page
 from bench.runner import PAPER_METRICS
 from metrics import METRICS
 from metrics.registry import Metric
@@ -192,3 +194,24 @@ def test_rerendering_replaces_generated_files_only(run_dir, tmp_path):
 def test_bench_run_still_prints_its_leaderboard(run_dir):
     text = (run_dir / "leaderboard.md").read_text()
     assert "Paper protocol" in text and "| knn |" in text and "Paired test" in text
+
+
+def test_condition_scores_feed_the_paired_test_hook(run_dir, monkeypatch):
+    board = load_boards([run_dir])["unseen_drugs"]
+    for name in ("knn", "dose_shift"):
+        scores = condition_scores(board, name)
+        runs = [r for r in board.ok() if r["predictor"] == name]
+        expected = sum(sum(r["val_selected"][m] for m in PAPER_METRICS) / 6 for r in runs) / len(runs)
+        assert len(scores) == json.loads((run_dir / "run.json").read_text())["split_summary"]["test_conditions"]
+        assert scores.mean() == pytest.approx(expected, abs=1e-9)
+    seen = {}
+
+    def paired_test(a, b):
+        seen["a"], seen["b"] = a, b
+        return "p = 0.01 (toy)"
+
+    monkeypatch.setitem(sys.modules, "bench.stats", types.SimpleNamespace(paired_test=paired_test))
+    page = render_split_page(board)
+    top = ranking(board)["predictor"].tolist()[:2]
+    assert f"Paired test over {len(seen['a'])} test conditions, {top[0]} vs {top[1]}: p = 0.01 (toy)" in page
+    assert seen["a"].index.equals(seen["b"].index)
