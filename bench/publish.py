@@ -101,17 +101,18 @@ def summary_frame(board: Board, selection: str) -> pd.DataFrame:
     rows = []
     ok = board.ok()
     for name in board.predictors:
-        runs = [r for r in ok if r["predictor"] == name]
+        runs = sorted((r for r in ok if r["predictor"] == name), key=lambda r: r["seed"])
         if not runs:
             continue
         row = {"predictor": name, "seeds": len(runs), "reference": is_reference(runs[0])}
         for key, values in [(m, [(r.get(selection) or {}).get(m) for r in runs]) for m in board.metrics] + [
-            ("epoch", [r.get(EPOCH_KEY[selection]) for r in runs]),
             ("sec_per_epoch", [r.get("seconds_per_epoch") for r in runs]),
         ]:
             vals = np.array([v for v in values if v is not None and not pd.isna(v)], dtype=float)
             row[key] = vals.mean() if vals.size else np.nan
             row[f"{key}_sd"] = vals.std(ddof=1) if vals.size > 1 else np.nan
+        epochs = [str(int(r[EPOCH_KEY[selection]])) for r in runs if r.get(EPOCH_KEY[selection]) is not None]
+        row["epoch"] = ", ".join(epochs) or "-"  # one per seed: a mean epoch would hide disagreement
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -148,9 +149,7 @@ def markdown_table(frame: pd.DataFrame, metrics: list[str], extra: dict[str, str
             sd = row.get(f"{m}_sd", np.nan)
             cell = text + ("" if pd.isna(sd) else f" ± {sd:.3f}")
             cells.append(f"**{cell}**" if best.get(m) == text and text != "-" else cell)
-        for key in extra:
-            digits = 0 if key == "epoch" else 2
-            cells.append(_fmt(row[key], digits))
+        cells += [str(row[key]) if isinstance(row[key], (str, int, np.integer)) else _fmt(row[key], 2) for key in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -254,13 +253,13 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         "",
         PAPER_NOTE,
         "",
-        markdown_table(paper, groups["paper"], {"epoch": "epoch (best test)"}),
+        markdown_table(paper, groups["paper"], {"epoch": "epoch (best test, per seed)"}),
         "",
         "## Honest: validation-selected epoch",
         "",
         HONEST_NOTE,
         "",
-        markdown_table(honest, groups["paper"], {"epoch": "epoch (val)", "sec_per_epoch": "s/epoch"}),
+        markdown_table(honest, groups["paper"], {"epoch": "epoch (val, per seed)", "sec_per_epoch": "s/epoch", "seeds": "seeds"}),
         "",
     ]
     if groups["beyond"]:

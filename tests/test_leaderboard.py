@@ -80,12 +80,14 @@ def test_tables_follow_registry_order_and_paper_columns_come_first(board_dir, ru
     page = (board_dir / "unseen_drugs.md").read_text()
     assert page.index("Paper protocol") < page.index("Honest: validation-selected epoch")
     paper = table_after(page, "Paper protocol")
-    assert list(paper.columns[:7]) == [*PAPER_METRICS, "epoch (best test)"]
+    assert list(paper.columns[:7]) == [*PAPER_METRICS, "epoch (best test, per seed)"]
     names = [n.removesuffix(" (reference)") for n in paper.index]
     assert names == [*CHEAP, "dose_shift"]  # `bad` failed: listed below, not in the table
     honest = table_after(page, "Honest: validation-selected epoch")
-    assert {"epoch (val)", "s/epoch"} <= set(honest.columns)
-    assert honest.loc["dose_shift", "epoch (val)"] in {"1", "2", "3"} and honest.loc["knn", "epoch (val)"] == "-"
+    assert {"epoch (val, per seed)", "s/epoch", "seeds"} <= set(honest.columns)
+    epochs = [json.loads((run_dir / f"runs/dose_shift/seed{s}/result.json").read_text())["val_epoch"] for s in (0, 1)]
+    assert honest.loc["dose_shift", "epoch (val, per seed)"] == f"{epochs[0]}, {epochs[1]}"
+    assert honest.loc["knn", "epoch (val, per seed)"] == "-" and honest.loc["knn", "seeds"] == "2"
     assert float(honest.loc["dose_shift", "s/epoch"]) >= 0
 
 
@@ -170,7 +172,9 @@ def test_two_run_folders_merge_and_other_data_is_refused(run_dir, tmp_path):
     assert main(["leaderboard", str(run_dir), str(extra), "--out", str(out)]) == 0
     page = (out / "unseen_drugs.md").read_text()
     honest = table_after(page, "Honest: validation-selected epoch")
-    assert honest.loc["dose_shift", "epoch (val)"] in {"1", "2"}  # the later folder's run replaces the earlier
+    # seed 0 comes from the later folder (2 epochs), seed 1 from the first
+    epochs = [json.loads((folder / f"runs/dose_shift/seed{s}/result.json").read_text())["val_epoch"] for folder, s in ((extra, 0), (run_dir, 1))]
+    assert honest.loc["dose_shift", "epoch (val, per seed)"] == f"{epochs[0]}, {epochs[1]}"
     assert page.count("- Command: `") == 2
     other = _run(tmp_path / "other", ["control_mean"], "--data-seed", "1")
     with pytest.raises(BenchError, match="other data"):
