@@ -82,7 +82,7 @@ class CpaPredictor(Predictor):
 
     trainable = True
     packages = ("cpa",)
-    defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128, "weight_decay": 1e-6}
+    defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128}
 
     @classmethod
     def unavailable(cls, task: Task) -> str | None:
@@ -101,11 +101,14 @@ class CpaPredictor(Predictor):
         self._dose_scale = float(doses.max()) if doses.max() > 0 else 1.0
         self.model = self._model(self._single_cell_frame(task))
         self._before_single_cell(task)
-        decay = self.config.get("finetune_weight_decay", self.config["weight_decay"])
-        self._train(task.epochs(self.config["epochs"]), task.report_epoch, decay)
+        self._train(self.model, task.epochs(self.config["epochs"]), task.report_epoch, self._single_cell_plan())
 
     def _before_single_cell(self, task: Task) -> None:
         """Hook for CPA_transfer: initialise the single-cell model before it trains."""
+
+    def _single_cell_plan(self) -> dict:
+        """Training-plan options of the single-cell phase: cpa-tools' defaults."""
+        return {}
 
     def _single_cell_frame(self, task: Task) -> ad.AnnData:
         """Training cells plus one placeholder row per held-out (cell type, drug, dose): CPA must meet
@@ -119,7 +122,7 @@ class CpaPredictor(Predictor):
         split = np.array(["train"] * train.n_obs + ["ood"] * len(held_out))
         return frame(x, obs, task.genes, list(self._vocab)[1:], self._cell_types, self._dose_scale, split)
 
-    def _model(self, adata: ad.AnnData, recon_loss: str = "gauss"):
+    def _model(self, adata: ad.AnnData):
         """Set up `adata` with this model's own vocabularies (CPA keeps them on the class) and build CPA."""
         CPA = self._cpa.CPA
         CPA.pert_encoder, CPA.covars_encoder, CPA.pert_smiles_map = dict(self._vocab), None, None
@@ -130,14 +133,12 @@ class CpaPredictor(Predictor):
         if silent.any():
             raise BenchError(f"CPA: drug '{adata.obs[DRUG].iloc[int(np.flatnonzero(silent)[0])]}' fell out of the vocabulary")
         c = self.config
-        return CPA(adata, split_key=SPLIT_KEY, recon_loss=recon_loss, doser_type="logsigm", n_latent=c["n_latent"],
+        return CPA(adata, split_key=SPLIT_KEY, recon_loss="gauss", doser_type="logsigm", n_latent=c["n_latent"],
                    n_hidden_encoder=c["n_hidden"], n_layers_encoder=c["n_layers"], n_hidden_decoder=c["n_hidden"],
                    n_layers_decoder=c["n_layers"], seed=self.seed)
 
-    def _train(self, epochs: int, report, weight_decay: float, model=None) -> None:
-        model = model or self.model
+    def _train(self, model, epochs: int, report, plan: dict) -> None:
         reporter = epoch_reporter(report)
-        plan = {"wd": weight_decay, "doser_wd": weight_decay, "adv_wd": weight_decay}
         with tempfile.TemporaryDirectory(prefix="bench-cpa-") as tmp, warnings.catch_warnings():
             for message in TRAINING_NOISE:
                 warnings.filterwarnings("ignore", message=message)
@@ -209,10 +210,14 @@ class CpaTransfer(CpaPredictor):
         if shared.size == 0:
             raise BenchError("CPA_transfer: the bulk set shares no gene with the single-cell set")
         bulk = self.bulk_model = self._model(self._bulk_frame(task, task.genes[shared]))
-        self._train(self.config["bulk_epochs"], lambda epoch, **stats: None, self.config["weight_decay"], model=bulk)
+        self._train(bulk, self.config["bulk_epochs"], lambda epoch, **stats: None, {})
         self.bulk_embeddings = self.drug_embeddings(bulk)
         copy_gene_indexed(bulk.module, self.model.module, shared)
         self.model.module.train()
+
+    def _single_cell_plan(self) -> dict:
+        decay = self.config["finetune_weight_decay"]
+        return {"wd": decay, "doser_wd": decay}
 
     def _bulk_frame(self, task: Task, genes: np.ndarray) -> ad.AnnData:
         bulk = task.bulk

@@ -55,7 +55,7 @@ def test_unseen_drug_is_its_projected_bulk_signature(fitted):
 
 def test_bulk_signature_is_the_line_averaged_drug_minus_control_shift():
     obs = pd.DataFrame({"drug": ["control", "A", "A", "control", "A"], "cell_type": ["L1", "L1", "L1", "L2", "L2"],
-                        "dose": [0.0, 1.0, 10.0, 0.0, 1.0]})
+                        "dose": [0.0, 1.0, 10.0, 0.0, 1.0]}, index=[f"p{i}" for i in range(5)])
     x = np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0], [1.0, 1.0], [1.0, 3.0]], dtype=np.float32)
     sig = bulk_signatures(ad.AnnData(x, obs=obs), ["A", "B"], "control")
     raw = np.array([(3.0 + 0.0) / 2, (0.0 + 2.0) / 2])  # L1: (3, 0); L2: (0, 2)
