@@ -67,10 +67,10 @@ def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Pat
         ax.bar_label(bars, labels=[_fmt(v) for v in means], fontsize=7, padding=2)
         for i, vals in enumerate(per_seed):
             ax.plot(np.full(vals.size, x[i]), vals, "k.", ms=4)
-        finite = np.concatenate([v for v in per_seed if v.size] or [np.zeros(1)])
-        lo, hi = float(np.min(finite)), float(np.max(finite))
-        pad = 0.1 * (hi - lo) + 0.02
-        ax.set_ylim(min(lo, 0.0) - pad, hi + 2 * pad)
+        shown = np.concatenate([*[v for v in per_seed if v.size], means - sds, means + sds])
+        lo, hi = float(np.nanmin(shown)), float(np.nanmax(shown))
+        pad = 0.08 * (max(hi, 0.0) - min(lo, 0.0)) + 0.02
+        ax.set_ylim(min(lo, 0.0) - pad, max(hi, 0.0) + 2 * pad)
         ax.set_title(metric, fontsize=10)
         ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)

@@ -41,7 +41,11 @@ class Board:
     def metrics(self) -> list[str]:
         """Metric names present in the results: registry order first, then unknown ones as found."""
         found = dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
-        return [m for m in METRICS if m in found] + [m for m in found if m not in METRICS]
+        raw = [m for m in METRICS if m in found and not m.endswith("_norm")]
+        raw += [m for m in found if m not in METRICS and not m.endswith("_norm")]
+        norms = [m for m in found if m.endswith("_norm")]
+        base = {m: m.removesuffix("_norm") for m in norms}
+        return raw + sorted(norms, key=lambda m: raw.index(base[m]) if base[m] in raw else len(raw))
 
     @property
     def meta(self) -> dict:
