@@ -171,7 +171,9 @@ class CpaPredictor(Predictor):
 
         def code(key: str, value: str) -> float:
             mapping = list(manager.get_state_registry(key)["categorical_mapping"])
-            return float(mapping.index(value)) if value in mapping else 0.0
+            if value not in mapping:
+                raise BenchError(f"CPA: {key} '{value}' was not set up with the model")
+            return float(mapping.index(value))
 
         def column(value: float) -> torch.Tensor:
             return torch.full((n, 1), value, dtype=torch.float32, device=self.model.device)
