@@ -15,6 +15,14 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "CPA": ("predictors.cpa_model:CpaPredictor", {}),
     "CPA_transfer": ("predictors.cpa_model:CpaTransfer", {}),
     "cVAE": ("predictors.cvae:CVAE", {}),
+    "BERT": ("predictors.pertbert:PertBERT", {"pretrain": None}),
+    "BERT_transfer": ("predictors.pertbert:PertBERT", {"pretrain": "transfer"}),
+    "BERT_whole": ("predictors.pertbert:PertBERT", {"pretrain": "whole"}),
+    "BERT_subset": ("predictors.pertbert:PertBERT", {"pretrain": "subset"}),
+    "BERT_mlp": ("predictors.pertbert:PertBERT", {"pretrain": None, "decoder": "mlp"}),
+    "BERT_transfer_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "transfer", "decoder": "mlp"}),
+    "BERT_whole_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "whole", "decoder": "mlp"}),
+    "BERT_subset_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "subset", "decoder": "mlp"}),
 }
 
 __all__ = ["BUILTIN", "Predictor", "Task"]

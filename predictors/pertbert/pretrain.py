@@ -1,0 +1,230 @@
+"""PertBERT pre-training on the bulk set (the paper's Table 1), with checkpoints cached on disk.
+
+Pre-training sets: `whole` (every bulk profile), `subset` (a curated subset: the profiles of the
+best-covered half of the bulk cell lines, always including the single-cell ones), `transfer` (bulk
+restricted to the single-cell cell lines and drugs, held-out drugs included). Values are
+standardised per gene over the whole bulk set. 10% of the chosen profiles are held out to report
+cell_acc, drug_acc, dose_rmse (log10 nM+1) and mask_rmse (standardised units).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from bench.fingerprint import adata_fingerprint, config_hash
+from bench.io import atomic_write_bytes
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+from predictors.base import dense
+from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
+
+DATA_SETS = ("whole", "subset", "transfer")
+
+
+@dataclass(frozen=True)
+class PretrainSetting:
+    """One pre-training configuration: which bulk profiles, which tasks, how much masking."""
+
+    data: str
+    four_task: bool
+    mask: float
+    epochs: int = 12
+    batch: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{'four' if self.four_task else 'one'}-task {self.mask:.0%} {self.data}"
+
+
+# The paper's Table 1 rows, and the settings its fine-tuned variants start from.
+TABLE1 = {
+    "one_task_80_subset": PretrainSetting("subset", four_task=False, mask=0.80),
+    "one_task_15_whole": PretrainSetting("whole", four_task=False, mask=0.15),
+    "four_task_15_subset": PretrainSetting("subset", four_task=True, mask=0.15),
+}
+VARIANT_SETTINGS = {
+    "whole": TABLE1["one_task_15_whole"],
+    "subset": TABLE1["four_task_15_subset"],
+    "transfer": PretrainSetting("transfer", four_task=True, mask=0.15),
+}
+
+
+def log_dose(dose: np.ndarray) -> np.ndarray:
+    return np.log10(np.asarray(dose, dtype=np.float64) + 1.0).astype(np.float32)
+
+
+def select_profiles(bulk: ad.AnnData, data: str, sc_cell_types: list[str], sc_drugs: list[str], control: str = CONTROL) -> np.ndarray:
+    """Row indices of the bulk profiles in pre-training set `data`."""
+    lines = bulk.obs[CELL_TYPE].astype(str).to_numpy()
+    drugs = bulk.obs[DRUG].astype(str).to_numpy()
+    if data == "whole":
+        keep = np.ones(len(lines), dtype=bool)
+    elif data == "subset":
+        names, counts = np.unique(lines, return_counts=True)
+        best = set(names[np.argsort(-counts, kind="stable")[: max(1, len(names) // 2)]]) | set(sc_cell_types)
+        keep = np.isin(lines, list(best))
+    elif data == "transfer":
+        keep = np.isin(lines, sc_cell_types) & np.isin(drugs, list(sc_drugs) + [control])
+    else:
+        raise BenchError(f"unknown pre-training set '{data}': expected one of {', '.join(DATA_SETS)}")
+    rows = np.flatnonzero(keep)
+    if rows.size < 20:
+        raise BenchError(f"pre-training set '{data}' has only {rows.size} bulk profiles")
+    return rows
+
+
+@dataclass
+class Pretrained:
+    """A pre-trained encoder with everything needed to reuse it."""
+
+    encoder: PatchEncoder
+    heads: PretrainHeads
+    genes: np.ndarray  # bulk genes, encoder order
+    mean: np.ndarray  # per-gene standardisation over the whole bulk set
+    std: np.ndarray
+    cell_lines: list[str]
+    drugs: list[str]
+    metrics: dict
+    setting: PretrainSetting | None
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def state(self) -> dict:
+        return {
+            "encoder_config": self.encoder.cfg.to_dict(),
+            "encoder": self.encoder.state_dict(),
+            "heads": self.heads.state_dict(),
+            "genes": list(self.genes),
+            "mean": self.mean,
+            "std": self.std,
+            "cell_lines": self.cell_lines,
+            "drugs": self.drugs,
+            "metrics": self.metrics,
+            "setting": asdict(self.setting) if self.setting else None,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Pretrained:
+        cfg = EncoderConfig(**state["encoder_config"])
+        encoder, heads = PatchEncoder(cfg), PretrainHeads(cfg, len(state["cell_lines"]), len(state["drugs"]))
+        encoder.load_state_dict(state["encoder"])
+        heads.load_state_dict(state["heads"])
+        setting = PretrainSetting(**state["setting"]) if state["setting"] else None
+        return cls(encoder, heads, np.array(state["genes"]), np.asarray(state["mean"]), np.asarray(state["std"]),
+                   list(state["cell_lines"]), list(state["drugs"]), dict(state["metrics"]), setting)
+
+    def save(self, path: Path) -> None:
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> Pretrained:
+        return cls.from_state(torch.load(path, weights_only=False))
+
+
+def untrained(bulk: ad.AnnData, cfg_overrides: dict, seed: int, control: str = CONTROL) -> Pretrained:
+    """A randomly initialised encoder over the bulk genes (the `BERT` variant: no pre-training)."""
+    x = dense(bulk.X)
+    torch.manual_seed(seed)
+    cfg = EncoderConfig(n_genes=bulk.n_vars, **cfg_overrides)
+    lines = sorted(set(bulk.obs[CELL_TYPE].astype(str)))
+    drugs = sorted(set(bulk.obs[DRUG].astype(str)))
+    return Pretrained(PatchEncoder(cfg), PretrainHeads(cfg, len(lines), len(drugs)), np.asarray(bulk.var_names),
+                      x.mean(axis=0), x.std(axis=0) + 1e-6, lines, drugs, {}, None)
+
+
+def _random_mask(shape: tuple[int, int], ratio: float, gen: torch.Generator) -> torch.Tensor:
+    return (torch.rand(shape, generator=gen) < ratio).float()
+
+
+def evaluate(model: Pretrained, x: torch.Tensor, cell: torch.Tensor, drug: torch.Tensor, dose: torch.Tensor,
+             setting: PretrainSetting) -> dict:
+    """Table 1 metrics on held-out profiles (fixed mask seed, so runs are comparable)."""
+    gen = torch.Generator().manual_seed(12345)
+    hidden = _random_mask(tuple(x.shape), setting.mask, gen)
+    model.encoder.eval()
+    with torch.no_grad():
+        out = model.heads(model.encoder(x, hidden))
+    sel = hidden.bool()
+    metrics = {"mask_rmse": float(torch.sqrt(((out["values"] - x)[sel] ** 2).mean()))}
+    if setting.four_task:
+        metrics["cell_acc"] = float((out["cell_line"].argmax(1) == cell).float().mean())
+        metrics["drug_acc"] = float((out["drug"].argmax(1) == drug).float().mean())
+        metrics["dose_rmse"] = float(torch.sqrt(((out["dose"] - dose) ** 2).mean()))
+    return metrics
+
+
+def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
+             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
+    """Pre-train an encoder on one bulk set with masked-value regression (and, four-task, the
+    cell-line, drug and dose heads); returns it with Table 1 metrics on held-out profiles."""
+    model = untrained(bulk, cfg_overrides or {}, setting.seed, control)
+    rows = select_profiles(bulk, setting.data, sc_cell_types, sc_drugs, control)
+    rng = np.random.default_rng(setting.seed)
+    rows = rng.permutation(rows)
+    n_held = max(10, len(rows) // 10)
+    held, train = rows[:n_held], rows[n_held:]
+    x_all = model.standardise(dense(bulk.X))
+    line_idx = {c: i for i, c in enumerate(model.cell_lines)}
+    drug_idx = {d: i for i, d in enumerate(model.drugs)}
+    cell = torch.tensor([line_idx[c] for c in bulk.obs[CELL_TYPE].astype(str)])
+    drug = torch.tensor([drug_idx[d] for d in bulk.obs[DRUG].astype(str)])
+    dose = torch.from_numpy(log_dose(bulk.obs[DOSE].to_numpy()))
+    x = torch.from_numpy(x_all)
+    params = list(model.encoder.parameters()) + list(model.heads.parameters())
+    opt = torch.optim.AdamW(params, lr=setting.lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(setting.seed)
+    train_t = torch.from_numpy(train)
+    for epoch in range(setting.epochs):
+        model.encoder.train()
+        order = train_t[torch.randperm(len(train_t), generator=gen)]
+        for start in range(0, len(order), setting.batch):
+            b = order[start : start + setting.batch]
+            hidden = _random_mask((len(b), x.shape[1]), setting.mask, gen)
+            out = model.heads(model.encoder(x[b], hidden))
+            sel = hidden.bool()
+            loss = ((out["values"] - x[b])[sel] ** 2).mean()
+            if setting.four_task:
+                loss = loss + nn.functional.cross_entropy(out["cell_line"], cell[b])
+                loss = loss + nn.functional.cross_entropy(out["drug"], drug[b])
+                loss = loss + ((out["dose"] - dose[b]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if progress is not None:
+            progress(epoch + 1, float(loss))
+    h = torch.from_numpy(held)
+    model.metrics = {"profiles": int(len(rows)), "held_out": int(n_held), **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
+    model.setting = setting
+    return model
+
+
+def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, cfg_overrides: dict,
+                    sc_cell_types: list[str], sc_drugs: list[str]) -> Path:
+    """Where the checkpoint of this exact configuration and bulk data lives."""
+    key = config_hash({"setting": asdict(setting), "encoder": cfg_overrides, "sc_cell_types": sorted(sc_cell_types),
+                       "sc_drugs": sorted(sc_drugs) if setting.data == "transfer" else None})
+    return Path(cache_dir) / "pertbert" / f"{setting.data}-{key}-{adata_fingerprint(bulk)}.pt"
+
+
+def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str],
+               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
+    """Load the cached checkpoint of this configuration, or pre-train and cache it."""
+    cfg_overrides = cfg_overrides or {}
+    path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
+    if path.exists():
+        return Pretrained.load(path)
+    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress)
+    model.save(path)
+    return model
