@@ -99,8 +99,8 @@ class PertBERT(Predictor):
         self._cell_types = sorted(set(train.obs[CELL_TYPE].astype(str)))
         drugs = sorted({c.drug for c in task.training_conditions() + task.test_conditions + task.val_conditions})
         reps = self.drug_representations(pre, task.bulk, drugs, task.control)
-        scale = np.std(np.stack(list(reps.values()))) + 1e-6
-        self.drug_reps = {d: (v / scale).astype(np.float32) for d, v in reps.items()}
+        self.drug_scale = float(np.std(np.stack(list(reps.values()))) + 1e-6)
+        self.drug_reps = {d: (v / self.drug_scale).astype(np.float32) for d, v in reps.items()}
         self.model = FineTuneModel(pre.encoder, pre.encoder.cfg.width, len(self._cell_types), len(sc_genes), self.config["decoder"])
         self._train_loop(task, self._standardise(x))
 
