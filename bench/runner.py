@@ -1,5 +1,9 @@
 """The runner: fit each predictor for each seed, evaluate every epoch, select epochs, save results.
 
+Runs are keyed (bench/cache.py): a finished run with the same key in the run folder is reused, so an
+interrupted sweep resumes where it stopped; failed or skipped runs are tried again. The runs themselves
+are computed by an executor (bench/executors.py): in this process, a process pool, or Ray tasks.
+
 Epoch selection is reported two ways: the paper's "epoch" is the one with the best *test* score
 (optimistic, kept for comparability), the honest one is chosen on the validation drugs. Both use
 the selection score: the mean of the paper's six metrics.
@@ -9,18 +13,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
 from bench.data.benchmark import Benchmark
 from bench.evaluation import Evaluator
+from bench.executors import LocalExecutor
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from metrics import get_metrics
 from predictors import registry
@@ -44,6 +52,39 @@ class RunConfig:
     max_epochs: int | None = None
     cache_dir: Path = Path(".bench-cache")
     overrides: dict = field(default_factory=dict)  # predictor name -> option overrides
+    force: bool = False  # recompute runs even when a finished run with the same key exists
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (predictor, seed) run of a sweep and its cache key."""
+
+    predictor: str
+    seed: int
+    key: str
+    resources: dict = field(default_factory=dict, compare=False)  # Ray task options (num_cpus, num_gpus)
+
+
+class Sweep:
+    """What every run of a sweep shares (data, split, configuration); shipped to each worker once.
+    The evaluators are built lazily where the runs happen and are not shipped."""
+
+    def __init__(self, bench: Benchmark, split: Split, config: RunConfig) -> None:
+        self.bench, self.split, self.config = bench, split, config
+        self._evaluators: tuple[Evaluator, Evaluator | None] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_evaluators": None}
+
+    def evaluators(self) -> tuple[Evaluator, Evaluator | None]:
+        if self._evaluators is None:
+            obs, control = self.bench.sc.obs, self.split.control
+            val_conditions = self.split.conditions(obs, VAL)
+            self._evaluators = (
+                Evaluator(self.bench.sc, self.split.conditions(obs, TEST), control),
+                Evaluator(self.bench.sc, val_conditions, control) if val_conditions else None,
+            )
+        return self._evaluators
 
 
 class _EpochLog:
@@ -168,9 +209,10 @@ def _seed_everything(seed: int) -> None:
 
 def save_run(out_dir: Path, result: dict, epochs: pd.DataFrame, conditions: pd.DataFrame) -> Path:
     """Write one run's files into OUT/runs/<predictor>/seed<k>/ atomically (a whole folder rename)."""
-    final = out_dir / "runs" / result["predictor"] / f"seed{result['seed']}"
+    final = run_dir(out_dir, result["predictor"], result["seed"])
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".seed{result['seed']}.", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; results are meant to be shared
     try:
         atomic_write_json(tmp / "result.json", result)
         if not epochs.empty:
@@ -189,20 +231,58 @@ def load_results(out_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("runs/*/seed*/result.json"))]
 
 
-def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Path) -> list[dict]:
-    """The main job: every predictor x seed on one split; results saved as each run finishes."""
-    obs = bench.sc.obs
-    test_eval = Evaluator(bench.sc, split.conditions(obs, TEST), split.control)
-    val_conditions = split.conditions(obs, VAL)
-    val_eval = Evaluator(bench.sc, val_conditions, split.control) if val_conditions else None
-    results = []
-    jobs = [(name, seed) for name in config.predictors for seed in config.seeds]
-    with tqdm(jobs, desc="runs", unit="run", dynamic_ncols=True) as bar:
-        for name, seed in bar:
-            bar.set_description(f"{name} seed {seed}")
-            result, epochs, conditions = run_one(name, seed, bench, split, test_eval, val_eval, config, bar)
-            save_run(out_dir, result, epochs, conditions)
+def execute(sweep: Sweep, job: Job, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Compute one job of a sweep (in whichever process the executor chose) and stamp its key."""
+    if bar is not None:
+        bar.set_description(f"{job.predictor} seed {job.seed}")
+    test_eval, val_eval = sweep.evaluators()
+    result, epochs, conditions = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval,
+                                         sweep.config, bar)
+    return {**result, "run_key": job.key}, epochs, conditions
+
+
+def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
+    """Every predictor x seed job of a sweep with its cache key and resource request."""
+    data, split_fp = data_fingerprints(bench), split_fingerprint(split)
+    metric_names = [m.name for m in get_metrics()]
+    jobs = []
+    for name in config.predictors:
+        try:
+            cls, options = registry.predictor_class(name)
+            resolved = {"class": f"{cls.__module__}:{cls.__qualname__}",
+                        **cls.defaults, **options, **config.overrides.get(name, {})}
+            resources = {"num_cpus": 1, **getattr(cls, "resources", {})}
+        except Exception:  # noqa: BLE001  run_one records why it cannot be created
+            resolved, resources = {}, {"num_cpus": 1}
+        for seed in config.seeds:
+            key = run_key(name, resolved, split_fp, seed, config.max_epochs, metric_names, data)
+            jobs.append(Job(name, seed, key, resources))
+    return jobs
+
+
+def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Path, executor=None) -> list[dict]:
+    """The main job: every predictor x seed on one split. Finished runs with the same key are reused
+    (unless `config.force`); the others go to the executor and are saved as each one completes."""
+    executor = executor or LocalExecutor()
+    jobs = plan(bench, split, config)
+    results: dict[Job, dict] = {}
+    for job in jobs:
+        done = None if config.force else finished(out_dir, job.predictor, job.seed, job.key)
+        if done is not None:
+            results[job] = done
+    pending = [job for job in jobs if job not in results]
+    tqdm.write(f"runs: {len(results)} reused (finished, same key), {len(pending)} to compute", file=sys.stderr)
+    with tqdm(total=len(pending), desc="runs", unit="run", dynamic_ncols=True) as bar:
+        work = partial(execute, bar=bar) if executor.in_process else execute
+        for job, output in executor.map(work, Sweep(bench, split, config), pending, lambda j: j.resources):
+            if isinstance(output, BaseException):
+                result = {"predictor": job.predictor, "seed": job.seed, "split": split.name, "status": "failed",
+                          "error": f"{type(output).__name__}: {output}", "run_key": job.key}
+                output = (result, pd.DataFrame(), pd.DataFrame())
+            result = output[0]
+            save_run(out_dir, *output)
             if result["status"] != "ok":
-                tqdm.write(f"{name} (seed {seed}) {result['status']}: {result['error']}")
-            results.append(result)
-    return results
+                tqdm.write(f"{job.predictor} (seed {job.seed}) {result['status']}: {result['error']}", file=sys.stderr)
+            results[job] = result
+            bar.update(1)
+    return [results[job] for job in jobs]

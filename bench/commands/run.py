@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.executors import EXECUTORS, make_executor
 from bench.io import atomic_write_json, atomic_write_text
 from bench.publish import render_markdown
 from bench.runner import RunConfig, run_benchmark
@@ -36,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the epoch count of trainable predictors")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
     p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: this process, or a process pool with --workers; ray: one Ray task per run (default: local)")
+    p.add_argument("--ray-address", default=None,
+                   help="address of a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local instance")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: size of the process pool (default: 1, in process); ray: CPUs of the local instance")
+    p.add_argument("--force", action="store_true",
+                   help="recompute every run, even finished ones with the same configuration and data")
     add_data_arguments(p)
     p.set_defaults(func=run)
 
@@ -57,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
+    executor = make_executor(args.executor, args.workers, args.ray_address)
     bench = load_benchmark(args)
     split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control)
     out = Path(args.out)
@@ -78,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['train_drugs']} training drugs",
         file=sys.stderr,
     )
-    run_benchmark(bench, split, RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir), out)
+    config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
+                       force=args.force)
+    run_benchmark(bench, split, config, out, executor)
     text = render_markdown(out)
     atomic_write_text(out / "leaderboard.md", text)
     print(text)
