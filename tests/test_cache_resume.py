@@ -113,3 +113,28 @@ def test_unreadable_or_foreign_results_are_not_reused(tmp_path, content):
     assert finished(tmp_path, "knn", 0, "mykey") is None
     path.write_text(json.dumps({"run_key": "mykey", "status": "ok", "x": 1}))
     assert finished(tmp_path, "knn", 0, "mykey")["x"] == 1
+
+
+def test_a_killed_sweep_leaves_only_whole_runs_and_resumes(tmp_path):
+    """SIGKILL while the trainable predictor trains: the finished runs survive intact and are reused."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--data", "smoke", "--predictors", "random,knn,cVAE",
+           "--epochs", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last_quick = out / "runs/knn/seed0/result.json"
+    deadline = time.monotonic() + 120
+    while not last_quick.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last_quick.exists() and not (out / "runs/cVAE/seed0").exists(), "killed too late or too early"
+    for path in out.glob("runs/*/seed*/result.json"):
+        assert json.loads(path.read_text())["status"] == "ok"  # every visible run is whole
+    resumed = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert "runs: 2 reused (finished, same key), 1 to compute" in resumed.stderr
+    assert len(list(out.glob("runs/*/seed0/result.json"))) == 3

@@ -59,3 +59,17 @@ def test_executor_choice_and_bad_options():
         make_executor("local", address="auto")
     with pytest.raises(BenchError, match="--executor 'spark'"):
         make_executor("spark")
+
+
+def test_a_predictor_asks_for_resources(smoke, monkeypatch):
+    from bench.runner import RunConfig, plan
+    from predictors.knn_bulk import KnnBulk
+    from splits import get_split
+
+    monkeypatch.setattr(KnnBulk, "resources", {"num_cpus": 2, "num_gpus": 1}, raising=False)
+    jobs = plan(smoke, get_split("unseen_drugs", smoke.sc, seed=0), RunConfig(predictors=["knn", "random"], seeds=[0, 1]))
+    assert [(j.predictor, j.seed, j.resources) for j in jobs] == [
+        ("knn", 0, {"num_cpus": 2, "num_gpus": 1}), ("knn", 1, {"num_cpus": 2, "num_gpus": 1}),
+        ("random", 0, {"num_cpus": 1}), ("random", 1, {"num_cpus": 1}),
+    ]
+    assert len({j.key for j in jobs}) == 4
