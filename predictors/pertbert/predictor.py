@@ -41,7 +41,7 @@ class PertBERT(Predictor):
     defaults = {
         "pretrain": None,  # None (BERT), "transfer", "whole" or "subset"
         "decoder": "lstm",  # or "mlp"
-        "epochs": 15,
+        "epochs": 10,
         "lr": 3e-3,
         "cells_per_condition": 32,
         "conditions_per_batch": 4,
