@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
-from metrics import ConditionData, Metric, get_metrics
+from metrics import METRICS, ConditionData, Metric, get_metrics
 from metrics.de import de_key, rank_de_genes
 from predictors.base import dense
 
@@ -32,6 +32,20 @@ def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONT
             raise BenchError(f"uns['{DE_UNS_KEY}'] has no DE list for '{key}'")
         out[key] = np.array([pos[g] for g in given[key] if g in pos], dtype=int)
     return out
+
+
+def normalised(frame: pd.DataFrame, metric: str) -> float:
+    """Calibrated aggregate of `metric` over the rows of a per-condition frame:
+    (mean score - mean floor) / (mean ceiling - mean floor). 0 = no better than the real controls
+    (the `control_mean` floor), 1 = as good as a replicate half of the truth. Not clipped. NaN where
+    the replicate does not beat the floor (then the scale is undefined). Ratios of means, not means
+    of per-condition ratios, which explode where one condition's floor and ceiling nearly coincide."""
+    score, floor, ceiling = (frame[c].mean() for c in (metric, f"{metric}_floor", f"{metric}_ceiling"))
+    gap = ceiling - floor
+    better = gap > 1e-9 if METRICS[metric].higher_is_better else gap < -1e-9
+    if not (np.isfinite(gap) and better):
+        return float("nan")
+    return float((score - floor) / gap)
 
 
 class Evaluator:
@@ -57,6 +71,25 @@ class Evaluator:
             rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & np.isclose(doses, c.dose))
             self._true[c] = dense(adata.X[rows])
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control)
+        self._floor = {c: self._metrics(c, self._true[c], self._controls[c.cell_type]) for c in self.conditions}
+        self._ceiling = {c: self._replicate_ceiling(c) for c in self.conditions}
+
+    def _metrics(self, cond: Condition, true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        data = ConditionData(true=true, pred=pred, control=self._controls[cond.cell_type], de=self.de(cond))
+        return {m.name: m(data) for m in self.metrics}
+
+    def _replicate_ceiling(self, cond: Condition) -> dict[str, float]:
+        """Every metric with one random half of the true cells predicting the other half."""
+        true = self._true[cond]
+        if len(true) < 2:
+            return {m.name: float("nan") for m in self.metrics}
+        order = np.random.default_rng(0).permutation(len(true))
+        half = len(true) // 2
+        return self._metrics(cond, true[order[:half]], true[order[half:]])
+
+    def reference(self, condition: Condition) -> tuple[dict[str, float], dict[str, float]]:
+        """(floor, ceiling): the scores of the control cells and of a replicate half of the truth."""
+        return self._floor[condition], self._ceiling[condition]
 
     def controls(self, cell_type: str) -> np.ndarray:
         return self._controls[cell_type]
@@ -79,9 +112,11 @@ class Evaluator:
                 )
             if not np.isfinite(pred).all():
                 raise BenchError(f"prediction for {cond.key} contains NaN or infinite values")
-            data = ConditionData(true=true, pred=pred, control=self._controls[cond.cell_type], de=self.de(cond))
             row = {CELL_TYPE: cond.cell_type, DRUG: cond.drug, DOSE: cond.dose, "n_true": len(true), "n_pred": len(pred)}
-            row.update({m.name: m(data) for m in self.metrics})
+            scores = self._metrics(cond, true, pred)
+            row.update(scores)
+            row.update({f"{k}_floor": self._floor[cond][k] for k in scores})
+            row.update({f"{k}_ceiling": self._ceiling[cond][k] for k in scores})
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
 from bench.data.benchmark import Benchmark
-from bench.evaluation import Evaluator
+from bench.evaluation import Evaluator, normalised
 from bench.executors import LocalExecutor
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from metrics import get_metrics
@@ -187,6 +187,7 @@ def _summarise(epochs: pd.DataFrame, conditions: pd.DataFrame, trainable: bool) 
     for label, epoch in (("val_selected", val_epoch), ("test_selected", test_epoch)):
         sel = conditions[(conditions["role"] == TEST) & _epoch_is(conditions["epoch"], epoch)]
         out[label] = {m: float(sel[m].mean()) for m in metric_names}
+        out[label].update({f"{m}_norm": normalised(sel, m) for m in metric_names if f"{m}_floor" in sel})
     return out
 
 

@@ -1,0 +1,67 @@
+"""Metrics beyond the paper: they separate a real prediction from "no change".
+
+- `delta*`: Pearson r of predicted vs true mean change from the real control mean of the cell type
+  (the same real control on both sides), on all genes / top-50 / top-10 DE genes.
+- `cov*`: two-sided coverage, the reverse of `dis`: mean over predicted cells of the best Pearson r
+  with any true cell, so returning real but wrong cells cannot score well on one side only.
+- `energy_DE50`: energy distance between predicted and true cells on the condition's top-50 DE
+  genes (lower is better; 0 when the two distributions agree).
+- `de_overlap` / `de_sign`: agreement of the predicted change with the true DE genes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metrics.correlation import max_correlation, pearson
+from metrics.registry import ConditionData, register_gene_set_family, register_metric
+
+TOP_DE = 50
+
+
+@register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean")
+def delta_pearson(true: np.ndarray, pred: np.ndarray, control: np.ndarray) -> float:
+    base = control.mean(axis=0)
+    return pearson(true.mean(axis=0) - base, pred.mean(axis=0) - base)
+
+
+@register_gene_set_family("cov", 1.0, "mean over predicted cells of the best Pearson r with any true cell")
+def coverage(true: np.ndarray, pred: np.ndarray, control: np.ndarray) -> float:
+    return float(max_correlation(pred, true).mean())
+
+
+def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean distance over all pairs (rows of a, rows of b), via one matrix product."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return float(np.sqrt(np.maximum(sq, 0.0)).mean())
+
+
+def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between two sets of rows (V-statistic)."""
+    return max(0.0, 2.0 * mean_pairwise_distance(a, b) - mean_pairwise_distance(a, a) - mean_pairwise_distance(b, b))
+
+
+@register_metric("energy_DE50", 0.0, "energy distance between predicted and true cells on the top-50 DE genes", higher_is_better=False)
+def energy_de50(data: ConditionData) -> float:
+    g = data.genes(TOP_DE)
+    return energy_distance(data.true[:, g], data.pred[:, g])
+
+
+@register_metric("de_overlap", 1.0, "share of the top-50 true DE genes among the 50 largest predicted mean changes")
+def de_overlap(data: ConditionData) -> float:
+    change = np.abs(data.pred.mean(axis=0) - data.control.mean(axis=0))
+    if not change.any():
+        return 0.0
+    top_pred = np.argsort(-change, kind="stable")[:TOP_DE]
+    top_true = data.genes(TOP_DE)
+    return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
+
+
+@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign")
+def de_sign(data: ConditionData) -> float:
+    g = data.genes(TOP_DE)
+    base = data.control[:, g].mean(axis=0)
+    true_sign = np.sign(data.true[:, g].mean(axis=0) - base)
+    pred_sign = np.sign(data.pred[:, g].mean(axis=0) - base)
+    return float(np.mean((true_sign == pred_sign) & (true_sign != 0)))
