@@ -44,6 +44,10 @@ def _grid(n: int, ncols: int = 3) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes.flat
 
 
+def _finite(value) -> bool:
+    return value is not None and not pd.isna(value)
+
+
 def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Path | None:
     """One panel per metric: a bar per predictor at the seed mean (validation-selected epoch),
     the standard deviation over seeds as an error bar and each seed as a dot."""
@@ -51,7 +55,7 @@ def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Pat
 
     ok = board.ok()
     names = [n for n in board.predictors if any(r["predictor"] == n for r in ok)]
-    metrics = [m for m in metrics if any((r.get("val_selected") or {}).get(m) is not None for r in ok)]
+    metrics = [m for m in metrics if any(_finite((r.get("val_selected") or {}).get(m)) for r in ok)]
     if not names or not metrics:
         return None
     references = {r["predictor"] for r in ok if is_reference(r)}
