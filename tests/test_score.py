@@ -1,0 +1,77 @@
+"""`bench score`: any tool's predictions scored against true cells, with clear errors."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from bench.cli import main
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+
+
+@pytest.fixture(scope="module")
+def files(smoke, tmp_path_factory):
+    """Truth (renamed columns, as another tool would write it) and predictions for two drugs."""
+    folder = tmp_path_factory.mktemp("score")
+    truth = smoke.sc.copy()
+    truth.obs = truth.obs.rename(columns={DRUG: "condition", CELL_TYPE: "cell_line", DOSE: "dose_nM"})
+    truth.obs["condition"] = truth.obs["condition"].astype(str).replace({CONTROL: "DMSO"})
+    del truth.uns["bench_truth"]
+    truth.write_h5ad(folder / "truth.h5ad")
+    obs = truth.obs
+    picked = obs[obs["condition"].isin(["D000", "D001"])]
+    pred = truth[picked.index].copy()
+    pred.X = sp.csr_matrix(pred.X.toarray()[::-1].copy())  # real cells, shuffled across conditions
+    pred.write_h5ad(folder / "pred.h5ad")
+    return folder
+
+
+KEYS = ["--drug-key", "condition", "--cell-type-key", "cell_line", "--dose-key", "dose_nM", "--control", "DMSO"]
+
+
+def test_scores_every_shared_condition_and_warns_about_the_rest(files, capsys):
+    out = files / "metrics.csv"
+    assert main(["score", "--truth", str(files / "truth.h5ad"), "--pred", str(files / "pred.h5ad"), "--out", str(out), *KEYS]) == 0
+    captured = capsys.readouterr()
+    frame = pd.read_csv(out)
+    assert set(frame[DRUG]) == {"D000", "D001"} and len(frame) == 2 * 3 * 4
+    assert {"mean", "dis_DE10", "delta", "energy_DE50"} <= set(frame.columns)
+    assert frame[["mean", "dis", "delta"]].notna().all().all()
+    assert "only in the truth, not scored" in captured.err and "D002" in captured.err
+    assert "mean_DE50" in captured.out
+
+
+def test_identical_cells_score_perfectly(files, tmp_path, capsys):
+    truth = ad.read_h5ad(files / "truth.h5ad")
+    same = truth[truth.obs["condition"] == "D003"].copy()
+    same.write_h5ad(tmp_path / "same.h5ad")
+    out = tmp_path / "m.csv"
+    assert main(["score", "--truth", str(files / "truth.h5ad"), "--pred", str(tmp_path / "same.h5ad"), "--out", str(out), *KEYS]) == 0
+    frame = pd.read_csv(out)
+    np.testing.assert_allclose(frame[["mean", "dis", "delta", "cov"]].to_numpy(), 1.0, atol=1e-6)
+
+
+def test_errors_are_one_line(files, tmp_path, capsys):
+    truth, pred = str(files / "truth.h5ad"), str(files / "pred.h5ad")
+    cases = [
+        (["--pred", str(tmp_path / "nope.h5ad")], "file not found"),
+        (["--pred", pred, "--drug-key", "conditon"], "did you mean 'condition'"),
+    ]
+    bad = ad.read_h5ad(files / "pred.h5ad")
+    bad.var_names = [f"X{i}" for i in range(bad.n_vars)]
+    bad.write_h5ad(tmp_path / "genes.h5ad")
+    cases.append((["--pred", str(tmp_path / "genes.h5ad")], "genes differ"))
+    no_ctrl = ad.read_h5ad(files / "truth.h5ad")
+    no_ctrl = no_ctrl[no_ctrl.obs["condition"] != "DMSO"].copy()
+    no_ctrl.write_h5ad(tmp_path / "noctrl.h5ad")
+    cases.append((["--pred", pred, "--truth", str(tmp_path / "noctrl.h5ad")], "no control cells"))
+    (tmp_path / "text.h5ad").write_text("not hdf5")
+    cases.append((["--pred", str(tmp_path / "text.h5ad")], "not a readable h5ad"))
+    for extra, message in cases:
+        argv = ["score", "--truth", truth, *KEYS, *extra]
+        assert main(argv) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
