@@ -1,26 +1,52 @@
-"""`bench data`: write the embedded benchmark out as h5ad files; shared data options for other commands."""
+"""`bench data`: write the benchmark's data sets as h5ad files; the data options shared by commands."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.data.benchmark import Benchmark, load_default
 from bench.data.synthetic import SIZES
+from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
+from bench.schema import CONTROL
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="default", choices=sorted(SIZES), help="embedded data size (default: default)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
+    g = p.add_argument_group("data (default: the embedded generated benchmark)")
+    g.add_argument("--data", default="default", choices=sorted(SIZES), help="embedded data size (default: default)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
+    g.add_argument("--sc", type=Path, default=None, help="single-cell h5ad (e.g. sci-Plex3 in the CPA/chemCPA layout)")
+    g.add_argument("--bulk", type=Path, default=None, help="bulk set: LINCS h5ad, L1000 .gct or .gctx (side-cars beside it)")
+    g.add_argument("--drug-key", default=None, help="single-cell obs column of the drug (default: drug, else condition)")
+    g.add_argument("--cell-type-key", default=None, help="single-cell obs column of the cell type (default: cell_type)")
+    g.add_argument("--dose-key", default=None, help="single-cell obs column of the dose in nM (default: dose; dose_val is x10,000)")
+    g.add_argument("--control", default=CONTROL, help=f"drug label of control cells (default: {CONTROL}; DMSO/vehicle detected)")
 
 
 def load_benchmark(args: argparse.Namespace) -> Benchmark:
-    return load_default(args.data, args.data_seed)
+    """The embedded benchmark, or the files given with --sc (and --bulk), validated."""
+    if args.sc is None:
+        if args.bulk is not None:
+            raise BenchError("--bulk needs --sc: the embedded single-cell set shares no genes with your bulk file")
+        return load_default(args.data, args.data_seed)
+    from bench.data.loaders import ObsKeys, load_bulk, load_single_cell
+    from bench.data.validate import check_shared_genes
+
+    keys = ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control)
+    sc = load_single_cell(args.sc, keys)
+    bulk = load_bulk(args.bulk, ObsKeys(control=args.control)) if args.bulk is not None else None
+    if bulk is not None:
+        shared = check_shared_genes(sc, bulk, str(args.sc), str(args.bulk))
+        level = "warning: few" if shared < 100 else "shared"
+        print(f"genes: {shared} {level} gene symbols between {args.sc.name} ({sc.n_vars}) and {args.bulk.name} ({bulk.n_vars})", file=sys.stderr)
+    name = args.sc.name + (f" + {args.bulk.name}" if bulk is not None else "")
+    return Benchmark(sc=sc, bulk=bulk, name=name, control=args.control, meta={"sc": str(args.sc), "bulk": str(args.bulk)})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="write the embedded data sets as h5ad files (sc.h5ad, bulk.h5ad)")
+    p = sub.add_parser("data", help="write the data sets as h5ad files (sc.h5ad, bulk.h5ad)")
     p.add_argument("--out", type=Path, default=Path("bench-data"), help="output folder (default: ./bench-data)")
     add_data_arguments(p)
     p.set_defaults(func=run)
@@ -29,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args)
     for role, adata in (("sc", bench.sc), ("bulk", bench.bulk)):
+        if adata is None:
+            continue
         path = args.out / f"{role}.h5ad"
         atomic_write_h5ad(path, adata)
         print(f"wrote {path} ({adata.n_obs} x {adata.n_vars})")

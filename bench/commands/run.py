@@ -16,6 +16,7 @@ from bench.runner import RunConfig, run_benchmark
 from bench.commands.data import add_data_arguments, load_benchmark
 from predictors import registry
 from splits import get_split
+from splits.base import TEST
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="fit and evaluate predictors on a split; write results and a leaderboard")
     p.add_argument("--predictors", default="all", help="'all' or comma-separated names (see `bench list`)")
     p.add_argument("--split", default="unseen_drugs", help="split name (default: unseen_drugs)")
+    p.add_argument("--split-column", default=None, help="use the train/test/ood roles stored in this obs column (CPA files)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the drug hold-out (default: 0)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="override the epoch count of trainable predictors")
@@ -68,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
     executor = make_executor(args.executor, args.workers, args.ray_address)
     bench = load_benchmark(args)
-    split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control)
+    options = {"split_column": args.split_column} if args.split_column else {}
+    split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control, **options)
+    absent = bench.missing_in_bulk(split.drugs(bench.sc.obs, TEST))
+    if absent:
+        print(f"warning: held-out drug(s) absent from the bulk set: {', '.join(absent)}; predictors that need bulk "
+              "profiles of a drug will report a failure for them", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {

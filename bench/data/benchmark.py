@@ -42,6 +42,13 @@ class Benchmark:
         bulk_genes = set(self.bulk.var_names)
         return np.array([g for g in self.sc.var_names if g in bulk_genes], dtype=object)
 
+    def missing_in_bulk(self, drugs: list[str]) -> list[str]:
+        """The drugs among `drugs` that the bulk set never measured (all of them without a bulk set)."""
+        if self.bulk is None:
+            return list(drugs)
+        measured = set(self.bulk.obs[DRUG].astype(str))
+        return [d for d in drugs if d not in measured]
+
     def describe(self) -> dict:
         sc_drugs = set(self.sc.obs[DRUG].astype(str)) - {self.control}
         out = {

@@ -1,0 +1,89 @@
+"""Readers for the Connectivity Map GCT text (1.2, 1.3) and GCTX (HDF5) matrix formats.
+
+Both return an AnnData with samples as rows (obs: column metadata) and genes/probes as columns
+(var: row metadata), float32 values, and L1000's missing-value marker -666 turned into NaN in
+metadata. GCTX is read with h5py directly: /0/DATA/0/matrix is stored samples x genes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+MISSING = "-666"
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Metadata strings: -666 (and -666.0) become missing; numeric columns become numbers."""
+    frame = frame.astype(object).mask(frame.isin([MISSING, "-666.0", "na"]))
+    for col in frame.columns:
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        if numeric.notna().sum() == frame[col].notna().sum():
+            frame[col] = numeric.replace(-666.0, np.nan)
+    return frame
+
+
+def read_gct(path: str | Path) -> ad.AnnData:
+    """Read a GCT 1.2 or 1.3 text file."""
+    path = Path(path)
+    with open(path) as fh:
+        version = fh.readline().strip()
+        dims = fh.readline().split("\t")
+    if version not in ("#1.2", "#1.3"):
+        raise BenchError(f"{path}: not a GCT file (first line '{version[:20]}', expected #1.2 or #1.3)")
+    try:
+        n_rows, n_cols = int(dims[0]), int(dims[1])
+        n_row_meta, n_col_meta = (int(dims[2]), int(dims[3])) if version == "#1.3" else (1, 0)
+    except (ValueError, IndexError):
+        raise BenchError(f"{path}: malformed GCT dimension line") from None
+    table = pd.read_csv(path, sep="\t", skiprows=2, header=0, dtype=str, keep_default_na=False)
+    ids = table.columns[1 + n_row_meta :]
+    if len(ids) != n_cols or len(table) != n_rows + n_col_meta:
+        raise BenchError(f"{path}: GCT header announces {n_rows} x {n_cols} but the body does not match")
+    col_meta = table.iloc[:n_col_meta].set_index(table.columns[0])[ids].T
+    body = table.iloc[n_col_meta:]
+    row_meta = body.iloc[:, : 1 + n_row_meta].set_index(table.columns[0])
+    try:
+        values = body[ids].to_numpy(dtype=np.float32).T
+    except ValueError:
+        raise BenchError(f"{path}: GCT matrix holds non-numeric values") from None
+    obs = _clean(col_meta) if n_col_meta else pd.DataFrame(index=ids)
+    obs.index = pd.Index(ids, name=None)
+    row_meta.index.name = None
+    if version == "#1.2":
+        row_meta = row_meta.rename(columns={row_meta.columns[0]: "description"})
+    return ad.AnnData(values, obs=obs, var=_clean(row_meta))
+
+
+def _decode(values: np.ndarray) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+
+
+def read_gctx(path: str | Path) -> ad.AnnData:
+    """Read a GCTX (HDF5) file."""
+    path = Path(path)
+    try:
+        fh = h5py.File(path, "r")
+    except OSError:
+        raise BenchError(f"{path}: not a readable HDF5/GCTX file") from None
+    with fh:
+        if "0/DATA/0/matrix" not in fh:
+            raise BenchError(f"{path}: no /0/DATA/0/matrix dataset, so not a GCTX file")
+        matrix = fh["0/DATA/0/matrix"][()].astype(np.float32)
+        meta = {}
+        for axis in ("ROW", "COL"):
+            group = fh.get(f"0/META/{axis}", {})
+            meta[axis] = pd.DataFrame({k: _decode(group[k][()]) if group[k].dtype.kind in "OS" else group[k][()] for k in group})
+    rows, cols = meta["ROW"], meta["COL"]
+    if matrix.shape != (len(cols), len(rows)):
+        raise BenchError(f"{path}: matrix is {matrix.shape} but metadata has {len(cols)} columns x {len(rows)} rows")
+    obs = _clean(cols.astype(str).set_index("id"))
+    var = _clean(rows.astype(str).set_index("id"))
+    obs.index.name = var.index.name = None
+    return ad.AnnData(matrix, obs=obs, var=var)

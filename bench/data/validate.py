@@ -1,0 +1,66 @@
+"""Checks on loaded data sets: each failure is one line naming the file and what was expected."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from bench.errors import BenchError, closest
+from bench.schema import CELL_TYPE, DRUG
+
+RAW_COUNT_MAX = 50.0  # log-normalised expression stays far below this; raw counts rarely do
+SAMPLE = 1_000_000  # values inspected for the integer (raw count) check
+
+
+def require_columns(obs: pd.DataFrame, columns: dict[str, str], source: str) -> None:
+    """Every option -> column named must exist in obs; suggest the closest name otherwise."""
+    for option, column in columns.items():
+        if column not in obs.columns:
+            raise BenchError(f"{source}: obs has no column '{column}' ({option}){closest(column, obs.columns)}")
+
+
+def _values(x) -> np.ndarray:
+    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    return np.asarray(data)
+
+
+def check_expression(adata: ad.AnnData, source: str, log_normalised: bool) -> None:
+    """Finite values; for single-cell data also non-negative and not raw counts."""
+    values = _values(adata.X)
+    if not np.isfinite(values).all():
+        raise BenchError(f"{source}: expression holds NaN or infinite values")
+    if not log_normalised or values.size == 0:
+        return
+    if values.min() < 0:
+        raise BenchError(f"{source}: negative expression values (min {values.min():.3g}); expected log-normalised data (log1p of normalised counts)")
+    sample = values[:SAMPLE]
+    if values.max() > RAW_COUNT_MAX and np.all(sample == np.round(sample)):
+        raise BenchError(f"{source}: values look like raw counts (all integers, max {values.max():.0f}); log-normalise first (normalise per cell, then log1p)")
+
+
+def check_genes(adata: ad.AnnData, source: str) -> None:
+    names = pd.Index(adata.var_names)
+    dup = names[names.duplicated()].unique()
+    if len(dup):
+        raise BenchError(f"{source}: {len(dup)} duplicated gene symbol(s), e.g. {', '.join(map(str, dup[:3]))}; make them unique or aggregate them")
+
+
+def check_controls(adata: ad.AnnData, source: str, control: str) -> None:
+    """Every cell type must have control cells: predictions start from them."""
+    obs = adata.obs
+    drugs = obs[DRUG].astype(str)
+    if not (drugs == control).any():
+        raise BenchError(f"{source}: no control cells (drug label '{control}'); set the control label with --control")
+    with_ctrl = set(obs.loc[drugs == control, CELL_TYPE].astype(str))
+    missing = sorted(set(obs[CELL_TYPE].astype(str)) - with_ctrl)
+    if missing:
+        raise BenchError(f"{source}: no control cells for cell type(s) {', '.join(missing)}")
+
+
+def check_shared_genes(sc: ad.AnnData, bulk: ad.AnnData, sc_source: str, bulk_source: str) -> int:
+    shared = len(set(sc.var_names) & set(bulk.var_names))
+    if shared == 0:
+        raise BenchError(f"{bulk_source}: no gene symbol in common with {sc_source}; genes are aligned by symbol")
+    return shared
