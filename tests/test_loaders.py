@@ -42,19 +42,34 @@ def test_gctx_side_cars_supply_metadata_and_symbols(shared_data, tmp_path):
     import h5py
 
     full = read_gctx(shared_data / "l1000" / "test_l1000_highprecision.gctx")
+    ids = list(full.var["pr_gene_id"].astype(int).astype(str)) + ["900001", "900002"]  # + 2 inferred genes
     with h5py.File(tmp_path / "level3.gctx", "w") as fh:
-        fh["0/DATA/0/matrix"] = full.X
+        fh["0/DATA/0/matrix"] = np.hstack([full.X, np.full((full.n_obs, 2), 99.0, dtype=np.float32)])
         fh["0/META/COL/id"] = np.array(full.obs_names, dtype="S")
-        fh["0/META/ROW/id"] = np.array(full.var["pr_gene_id"].astype(int).astype(str), dtype="S")
+        fh["0/META/ROW/id"] = np.array(ids, dtype="S")
     inst = full.obs[["pert_iname", "pert_type", "cell_id", "pert_dose"]].fillna(-666).rename_axis("inst_id").reset_index()
     inst.to_csv(tmp_path / "GSE_inst_info.txt", sep="\t", index=False)
-    genes = pd.DataFrame({"pr_gene_id": full.var["pr_gene_id"].astype(int).astype(str), "pr_gene_symbol": full.var["pr_gene_symbol"]})
+    symbols = list(full.var["pr_gene_symbol"]) + ["INF1", "INF2"]
+    genes = pd.DataFrame({"pr_gene_id": ids, "pr_gene_symbol": symbols, "pr_is_lmark": ["Y"] * full.n_vars + ["N", "N"]})
     genes.to_csv(tmp_path / "GSE_gene_info.txt", sep="\t", index=False)
     bulk = load_bulk(tmp_path / "level3.gctx")
     direct = load_bulk(shared_data / "l1000" / "test_l1000_highprecision.gctx")
-    assert list(bulk.var_names) == list(direct.var_names)
+    assert list(bulk.var_names) == list(direct.var_names)  # landmarks only, as symbols
+    np.testing.assert_array_equal(bulk.X, direct.X)
     assert (bulk.obs[DRUG].astype(str).to_numpy() == direct.obs[DRUG].astype(str).to_numpy()).all()
     np.testing.assert_allclose(bulk.obs[DOSE], direct.obs[DOSE])
+
+
+def test_gctx_is_read_in_sample_blocks(shared_data, monkeypatch):
+    import bench.data.gct as gct
+
+    path = shared_data / "l1000" / "test_l1000_highprecision.gctx"
+    whole = gct.read_gctx(path)
+    monkeypatch.setattr(gct, "BLOCK_ROWS", 50)
+    blocks = gct.read_gctx(path, var_hook=lambda var: var.iloc[::2])
+    assert blocks.X.dtype == np.float32 and blocks.shape == (377, 489)
+    np.testing.assert_array_equal(blocks.X, whole.X[:, ::2])
+    assert list(blocks.var_names) == list(whole.var_names[::2])
 
 
 def cpa_layout(sc: ad.AnnData) -> ad.AnnData:

@@ -4,6 +4,7 @@ canonical obs columns drug / cell_type / dose (nM) and the control label, then v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, dose_scale: float =
     obs[CELL_TYPE] = pd.Categorical(obs[cell_col].astype(str))
     obs[DOSE] = dose
     x = adata.X
-    x = x.astype(np.float32) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
+    x = x.astype(np.float32, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
     out = ad.AnnData(x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
     out.uns.update({k: v for k, v in adata.uns.items() if k in DE_KEYS})
     return out
@@ -132,27 +133,42 @@ def _side_car(folder: Path, word: str) -> Path | None:
     return hits[0] if hits else None
 
 
-def _with_side_cars(raw: ad.AnnData, path: Path) -> ad.AnnData:
-    """Join GEO side-cars found beside a GCT/GCTX file: sample info on the column ids
-    (inst_info: inst_id, sig_info: sig_id) and gene_info on the row ids (pr_gene_id)."""
-    if "pert_iname" not in raw.obs:
-        for word, id_col in (("inst_info", "inst_id"), ("sig_info", "sig_id")):
-            info = _side_car(path.parent, word)
-            if info is not None:
-                table = pd.read_csv(info, sep="\t", dtype=str).set_index(id_col).replace("-666", np.nan)
-                raw.obs = raw.obs.join(table, how="left", rsuffix="_info")
-                break
-    if "pr_gene_symbol" not in raw.var:
-        info = _side_car(path.parent, "gene_info")
+LANDMARK_FLAGS = ("1", "1.0", "Y", "y", "True", "true")
+
+
+def _sample_info(raw: ad.AnnData, path: Path) -> ad.AnnData:
+    """Join a GEO sample side-car found beside a GCT/GCTX file on the column ids
+    (inst_info: inst_id, sig_info: sig_id), unless the file carries its own metadata."""
+    if "pert_iname" in raw.obs:
+        return raw
+    for word, id_col in (("inst_info", "inst_id"), ("sig_info", "sig_id")):
+        info = _side_car(path.parent, word)
+        if info is not None:
+            table = pd.read_csv(info, sep="\t", dtype=str).set_index(id_col).replace("-666", np.nan)
+            raw.obs = raw.obs.join(table, how="left", rsuffix="_info")
+            break
+    return raw
+
+
+def _gene_symbols(path: Path) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Gene metadata hook for GCT/GCTX: symbols (and landmark flags) from the file's rows or a
+    `*gene_info*.txt` side-car keyed by Entrez id; keeps the 978 landmark genes when flagged."""
+
+    def hook(var: pd.DataFrame) -> pd.DataFrame:
+        var = var.copy()
+        info = None if "pr_gene_symbol" in var else _side_car(path.parent, "gene_info")
         if info is not None:
             table = pd.read_csv(info, sep="\t", dtype=str).set_index("pr_gene_id")
-            raw.var["pr_gene_symbol"] = table["pr_gene_symbol"].reindex(raw.var_names.astype(str)).to_numpy()
-    if "pr_gene_symbol" in raw.var:
-        symbols = raw.var["pr_gene_symbol"].astype(str)
-        if raw.var["pr_gene_symbol"].isna().any():
-            raise BenchError(f"{path}: {int(raw.var['pr_gene_symbol'].isna().sum())} gene id(s) without a symbol in gene_info")
-        raw.var_names = symbols.to_numpy()
-    return raw
+            for col in ("pr_gene_symbol", "pr_is_lmark"):
+                if col in table and col not in var:
+                    var[col] = table[col].reindex(var.index.astype(str)).to_numpy()
+        if "pr_is_lmark" in var:
+            var = var[var["pr_is_lmark"].astype(str).isin(LANDMARK_FLAGS).to_numpy()]
+        if "pr_gene_symbol" in var and var["pr_gene_symbol"].isna().any():
+            raise BenchError(f"{path}: {int(var['pr_gene_symbol'].isna().sum())} gene id(s) without a symbol in gene_info")
+        return var
+
+    return hook
 
 
 def load_bulk(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
@@ -163,7 +179,17 @@ def load_bulk(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
     if not path.is_file():
         raise BenchError(f"{path}: file not found")
     if suffix in (".gct", ".gctx"):
-        raw = _with_side_cars(read_gct(path) if suffix == ".gct" else read_gctx(path), path)
+        hook = _gene_symbols(path)
+        if suffix == ".gct":
+            raw = read_gct(path)
+            var = hook(raw.var)
+            raw = raw[:, var.index].copy()
+            raw.var = var
+        else:
+            raw = read_gctx(path, var_hook=hook)
+        if "pr_gene_symbol" in raw.var:
+            raw.var_names = raw.var["pr_gene_symbol"].astype(str).to_numpy()
+        raw = _sample_info(raw, path)
         if "pert_type" in raw.obs:
             vehicle = raw.obs["pert_type"].astype(str).isin(["ctl_vehicle", "ctl_untrt"])
             raw.obs["pert_iname"] = np.where(vehicle, keys.control, raw.obs.get("pert_iname", "").astype(str))
