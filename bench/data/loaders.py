@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from anndata.io import read_elem
 
 from bench.data.gct import read_gct, read_gctx
 from bench.data.validate import check_controls, check_expression, check_genes, require_columns
@@ -39,12 +41,34 @@ class ObsKeys:
     control: str = CONTROL
 
 
+def _float32_matrix(elem: h5py.Dataset | h5py.Group, path: Path) -> np.ndarray | sp.csr_matrix:
+    """An h5ad matrix element read as float32 (dense, or CSR): HDF5 converts while reading, so no
+    full-precision copy of a float64 file is ever held."""
+    if isinstance(elem, h5py.Dataset):
+        return elem.astype(np.float32)[:]
+    kind = str(elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))).removesuffix("_matrix")
+    if kind not in ("csr", "csc"):
+        raise BenchError(f"{path}: X is stored as '{kind or 'an unknown group'}', expected a dense array or a CSR/CSC matrix")
+    shape = tuple(int(n) for n in elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", ())))
+    parts = (elem["data"].astype(np.float32)[:], elem["indices"][:], elem["indptr"][:])
+    return sp.csr_matrix(parts, shape=shape) if kind == "csr" else sp.csc_matrix(parts, shape=shape).tocsr()
+
+
 def read_h5ad_checked(path: str | Path) -> ad.AnnData:
+    """Read obs, var, uns and X (as float32) of an h5ad file; layers, obsm and raw are not loaded,
+    so a file that also stores raw counts costs no more memory than its X."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: file not found")
     try:
-        return ad.read_h5ad(path)
+        with h5py.File(path, "r") as fh:
+            if "X" not in fh or "obs" not in fh:
+                raise BenchError(f"{path}: not an h5ad file (no X or obs)")
+            parts = {k: read_elem(fh[k]) for k in ("obs", "var", "uns") if k in fh}
+            x = _float32_matrix(fh["X"], path)
+        return ad.AnnData(x, **parts)
+    except BenchError:
+        raise
     except Exception as exc:  # noqa: BLE001  h5py and anndata raise many types for a bad file
         raise BenchError(f"{path}: not a readable h5ad file ({type(exc).__name__}: {str(exc)[:80]})") from None
 
