@@ -132,3 +132,17 @@ def test_explicit_columns_for_any_h5ad(smoke, tmp_path):
     sc.write_h5ad(tmp_path / "any.h5ad")
     loaded = load_single_cell(tmp_path / "any.h5ad", ObsKeys("treatment", "line", "nM", "vehicle"))
     assert (loaded.obs[DRUG] == "vehicle").sum() == (smoke.sc.obs[DRUG] == CONTROL).sum()
+
+
+def test_held_out_drug_without_bulk_profiles_is_named(smoke, tmp_path, capsys):
+    cpa_layout(smoke.sc).write_h5ad(tmp_path / "sciplex.h5ad")
+    bulk = lincs_layout(smoke.bulk)
+    bulk[bulk.obs["pert_iname"] != "D003"].copy().write_h5ad(tmp_path / "lincs.h5ad")
+    out = tmp_path / "run"
+    argv = ["run", "--sc", str(tmp_path / "sciplex.h5ad"), "--bulk", str(tmp_path / "lincs.h5ad"),
+            "--split-column", "split_ood_finetuning", "--predictors", "knn,control_mean", "--out", str(out)]
+    assert main(argv) == 0
+    assert "held-out drug(s) absent from the bulk set: D003" in capsys.readouterr().err
+    knn = json.loads((out / "runs/knn/seed0/result.json").read_text())
+    assert knn["status"] == "failed" and "'D003' has no bulk profiles" in knn["error"]
+    assert json.loads((out / "runs/control_mean/seed0/result.json").read_text())["status"] == "ok"
