@@ -74,4 +74,4 @@ def test_bad_input_is_one_line_and_exit_2(case, good, tmp_path, capsys):
 
 def test_bulk_without_sc_is_refused(capsys, tmp_path):
     assert main(["run", "--bulk", str(tmp_path / "x.gct"), "--out", str(tmp_path / "o")]) == 2
-    assert "--bulk needs --sc" in capsys.readouterr().err
+    assert "--bulk and --smiles need --sc" in capsys.readouterr().err

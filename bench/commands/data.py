@@ -10,7 +10,7 @@ from bench.data.benchmark import Benchmark, load_default
 from bench.data.synthetic import SIZES
 from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
-from bench.schema import CONTROL
+from bench.schema import CONTROL, DRUG
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,14 +23,17 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cell-type-key", default=None, help="single-cell obs column of the cell type (default: cell_type)")
     g.add_argument("--dose-key", default=None, help="single-cell obs column of the dose in nM (default: dose; dose_val is x10,000)")
     g.add_argument("--control", default=CONTROL, help=f"drug label of control cells (default: {CONTROL}; DMSO/vehicle detected)")
+    g.add_argument("--smiles", type=Path, action="append", default=[], metavar="CSV",
+                   help="table of 'drug name or pert_id,SMILES' rows attached as obs 'smiles' (repeatable)")
 
 
 def load_benchmark(args: argparse.Namespace) -> Benchmark:
     """The embedded benchmark, or the files given with --sc (and --bulk), validated."""
     if args.sc is None:
-        if args.bulk is not None:
-            raise BenchError("--bulk needs --sc: the embedded single-cell set shares no genes with your bulk file")
+        if args.bulk is not None or args.smiles:
+            raise BenchError("--bulk and --smiles need --sc: they apply to your own files, not the embedded set")
         return load_default(args.data, args.data_seed)
+    from bench.data.drugs import align_drug_names, attach_smiles, read_smiles_table
     from bench.data.loaders import ObsKeys, load_bulk, load_single_cell
     from bench.data.validate import check_shared_genes
 
@@ -41,6 +44,14 @@ def load_benchmark(args: argparse.Namespace) -> Benchmark:
         shared = check_shared_genes(sc, bulk, str(args.sc), str(args.bulk))
         level = "warning: few" if shared < 100 else "shared"
         print(f"genes: {shared} {level} gene symbols between {args.sc.name} ({sc.n_vars}) and {args.bulk.name} ({bulk.n_vars})", file=sys.stderr)
+        measured = align_drug_names(sc, bulk, args.control)
+        n_drugs = len(set(sc.obs[DRUG].astype(str)) - {args.control})
+        print(f"drugs: {measured} of {n_drugs} single-cell drugs have bulk profiles in {args.bulk.name}", file=sys.stderr)
+    if args.smiles:
+        table = {k: v for path in args.smiles for k, v in read_smiles_table(path).items()}
+        for role, adata in (("single-cell", sc), ("bulk", bulk)):
+            if adata is not None:
+                print(f"smiles: {attach_smiles(adata, table, args.control)} {role} drug(s) without a SMILES", file=sys.stderr)
     name = args.sc.name + (f" + {args.bulk.name}" if bulk is not None else "")
     return Benchmark(sc=sc, bulk=bulk, name=name, control=args.control, meta={"sc": str(args.sc), "bulk": str(args.bulk)})
 
