@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -42,9 +43,23 @@ def _drop_controls_of(cell_type):
     return change
 
 
+def _truncated(source, path):
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _plain_hdf5(path):
+    with h5py.File(path, "w") as fh:
+        fh["matrix"] = np.zeros((3, 3))
+    return path
+
+
 CASES = {
     "missing file": (lambda g: g[0] / "absent.h5ad", None, "file not found"),
     "not h5ad": (lambda g: (g[0] / "text.h5ad").write_text("hello") and g[0] / "text.h5ad", None, "not a readable h5ad"),
+    "truncated HDF5": (lambda g: _truncated(g[0] / "sc.h5ad", g[0] / "cut.h5ad"), None, "not a readable h5ad file"),
+    "HDF5 but not h5ad": (lambda g: _plain_hdf5(g[0] / "plain.h5"), None, "not an h5ad file (no X or obs)"),
     "misspelled column": (lambda g: g[0] / "sc.h5ad", ["--drug-key", "drugg"], "did you mean 'drug'"),
     "no controls for a cell type": (lambda g: _variant(g, "noctrl", _drop_controls_of("CL01")), None, "no control cells for cell type(s) CL01"),
     "NaN values": (lambda g: _variant(g, "nan", lambda a: _dense(a, lambda x: x.__setitem__((0, 0), np.nan))), None, "NaN or infinite"),
@@ -75,3 +90,21 @@ def test_bad_input_is_one_line_and_exit_2(case, good, tmp_path, capsys):
 def test_bulk_without_sc_is_refused(capsys, tmp_path):
     assert main(["run", "--bulk", str(tmp_path / "x.gct"), "--out", str(tmp_path / "o")]) == 2
     assert "--bulk and --smiles need --sc" in capsys.readouterr().err
+
+
+BULK_CASES = {
+    "missing bulk file": (lambda folder: folder / "absent.gctx", "absent.gctx: file not found"),
+    "not a GCT file": (lambda folder: (folder / "x.gct").write_text("#2.0\n1\t1\n") and folder / "x.gct", "not a GCT file"),
+    "GCTX without a matrix": (lambda folder: _plain_hdf5(folder / "x.gctx"), "no /0/DATA/0/matrix dataset"),
+}
+
+
+@pytest.mark.parametrize("case", list(BULK_CASES))
+def test_bad_bulk_file_is_one_line_and_exit_2(case, good, tmp_path, capsys):
+    make, message = BULK_CASES[case]
+    out = tmp_path / "out"
+    argv = ["run", "--sc", str(good[0] / "sc.h5ad"), "--bulk", str(make(tmp_path)), "--predictors", "control_mean", "--out", str(out)]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not out.exists()
