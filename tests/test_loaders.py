@@ -142,7 +142,9 @@ def test_held_out_drug_without_bulk_profiles_is_named(smoke, tmp_path, capsys):
     argv = ["run", "--sc", str(tmp_path / "sciplex.h5ad"), "--bulk", str(tmp_path / "lincs.h5ad"),
             "--split-column", "split_ood_finetuning", "--predictors", "knn,control_mean", "--out", str(out)]
     assert main(argv) == 0
-    assert "held-out drug(s) absent from the bulk set: D003" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "held-out drug(s) absent from the bulk set: D003" in err and "drugs: 11 of 12 single-cell drugs" in err
+    assert json.loads((out / "run.json").read_text())["data"]["sc_drugs_in_bulk"] == 11
     knn = json.loads((out / "runs/knn/seed0/result.json").read_text())
     assert knn["status"] == "failed" and "'D003' has no bulk profiles" in knn["error"]
     assert json.loads((out / "runs/control_mean/seed0/result.json").read_text())["status"] == "ok"

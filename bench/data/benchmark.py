@@ -66,6 +66,7 @@ class Benchmark:
                 bulk_drugs=len(bulk_drugs),
                 bulk_cell_lines=int(self.bulk.obs[CELL_TYPE].nunique()),
                 shared_genes=int(len(self.shared_genes)),
+                sc_drugs_in_bulk=len(sc_drugs & bulk_drugs),
             )
         return out
 
