@@ -123,8 +123,9 @@ def test_a_killed_sweep_leaves_only_whole_runs_and_resumes(tmp_path):
     import time
 
     out = tmp_path / "killed"
+    # Enough cVAE epochs that the kill lands while it trains, even on a loaded machine.
     cmd = [sys.executable, "-m", "bench.cli", "run", "--data", "smoke", "--predictors", "random,knn,cVAE",
-           "--epochs", "1", "--out", str(out)]
+           "--epochs", "60", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last_quick = out / "runs/knn/seed0/result.json"
     deadline = time.monotonic() + 120
