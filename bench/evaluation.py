@@ -11,7 +11,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
 from metrics import METRICS, ConditionData, Metric, get_metrics
-from metrics.de import de_key, rank_de_genes
+from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
 
 # uns key holding DE lists (dict 'celltype_drug' -> ranked gene symbols) that override ranking.
@@ -34,18 +34,24 @@ def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONT
     return out
 
 
-def normalised(frame: pd.DataFrame, metric: str) -> float:
-    """Calibrated aggregate of `metric` over the rows of a per-condition frame:
-    (mean score - mean floor) / (mean ceiling - mean floor). 0 = no better than the real controls
-    (the `control_mean` floor), 1 = as good as a replicate half of the truth. Not clipped. NaN where
-    the replicate does not beat the floor (then the scale is undefined). Ratios of means, not means
-    of per-condition ratios, which explode where one condition's floor and ceiling nearly coincide."""
-    score, floor, ceiling = (frame[c].mean() for c in (metric, f"{metric}_floor", f"{metric}_ceiling"))
+MIN_GAP = 1e-6  # a replicate must beat the control floor by more than this for a defined scale
+
+
+def calibrate(score, floor, ceiling, higher_is_better: bool):
+    """(score - floor) / (ceiling - floor): 0 = the real controls ("no change"), 1 = a replicate
+    half of the truth. Not clipped; NaN where the replicate does not beat the floor by MIN_GAP
+    (the scale is then undefined). Works on floats and on aligned pandas columns."""
     gap = ceiling - floor
-    better = gap > 1e-9 if METRICS[metric].higher_is_better else gap < -1e-9
-    if not (np.isfinite(gap) and better):
-        return float("nan")
-    return float((score - floor) / gap)
+    defined = (gap > MIN_GAP) if higher_is_better else (gap < -MIN_GAP)
+    return np.where(defined, (score - floor) / np.where(defined, gap, 1.0), np.nan)
+
+
+def normalised(frame: pd.DataFrame, metric: str) -> float:
+    """Calibrated aggregate of `metric` over the rows of a per-condition frame: `calibrate` applied
+    to the means of score, floor and ceiling (a ratio of means, not a mean of the per-condition
+    `<metric>_norm` column, which explodes where one condition's floor and ceiling nearly coincide)."""
+    score, floor, ceiling = (frame[c].mean() for c in (metric, f"{metric}_floor", f"{metric}_ceiling"))
+    return float(calibrate(score, floor, ceiling, METRICS[metric].higher_is_better))
 
 
 class Evaluator:
@@ -61,11 +67,13 @@ class Evaluator:
         drugs = obs[DRUG].astype(str).to_numpy()
         doses = obs[DOSE].astype(float).to_numpy()
         self._controls: dict[str, np.ndarray] = {}
+        self._control_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for ct in sorted({c.cell_type for c in self.conditions}):
             rows = np.flatnonzero((cell_types == ct) & (drugs == control))
             if rows.size == 0:
                 raise BenchError(f"no control cells (label '{control}') for cell type '{ct}'")
             self._controls[ct] = dense(adata.X[rows])
+            self._control_stats[ct] = mean_var(self._controls[ct])
         self._true: dict[Condition, np.ndarray] = {}
         for c in self.conditions:
             rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & np.isclose(doses, c.dose))
@@ -75,7 +83,8 @@ class Evaluator:
         self._ceiling = {c: self._replicate_ceiling(c) for c in self.conditions}
 
     def _metrics(self, cond: Condition, true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-        data = ConditionData(true=true, pred=pred, control=self._controls[cond.cell_type], de=self.de(cond))
+        ct = cond.cell_type
+        data = ConditionData(true=true, pred=pred, control=self._controls[ct], de=self.de(cond), control_stats=self._control_stats[ct])
         return {m.name: m(data) for m in self.metrics}
 
     def _replicate_ceiling(self, cond: Condition) -> dict[str, float]:
@@ -101,7 +110,8 @@ class Evaluator:
         return self._de[de_key(condition.cell_type, condition.drug)]
 
     def score(self, predictions: dict[Condition, np.ndarray]) -> pd.DataFrame:
-        """One row per condition: cell_type, drug, dose, n_true, n_pred, then every metric."""
+        """One row per condition: cell_type, drug, dose, n_true, n_pred, every metric, then for each
+        metric its floor, its ceiling and the calibrated `<metric>_norm`."""
         rows = []
         for cond in self.conditions:
             pred = np.asarray(predictions[cond], dtype=np.float32)
@@ -118,7 +128,10 @@ class Evaluator:
             row.update({f"{k}_floor": self._floor[cond][k] for k in scores})
             row.update({f"{k}_ceiling": self._ceiling[cond][k] for k in scores})
             rows.append(row)
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        for m in self.metrics:
+            frame[f"{m.name}_norm"] = calibrate(frame[m.name], frame[f"{m.name}_floor"], frame[f"{m.name}_ceiling"], m.higher_is_better)
+        return frame
 
     def score_predictor(self, predict_many: Callable) -> pd.DataFrame:
         return self.score(predict_many(self.conditions, self.controls))

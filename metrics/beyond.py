@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.correlation import max_correlation, pearson
+from metrics.correlation import condition_matches, pearson
 from metrics.de import welch_t
 from metrics.registry import ConditionData, register_gene_set_family, register_metric
 
@@ -21,14 +21,14 @@ TOP_DE = 50
 
 
 @register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean")
-def delta_pearson(true: np.ndarray, pred: np.ndarray, control: np.ndarray) -> float:
-    base = control.mean(axis=0)
-    return pearson(true.mean(axis=0) - base, pred.mean(axis=0) - base)
+def delta_pearson(data: ConditionData) -> float:
+    base = data.control_mean_var()[0]
+    return pearson(data.true.mean(axis=0) - base, data.pred.mean(axis=0) - base)
 
 
 @register_gene_set_family("cov", 1.0, "mean over predicted cells of the best Pearson r with any true cell")
-def coverage(true: np.ndarray, pred: np.ndarray, control: np.ndarray) -> float:
-    return float(max_correlation(pred, true).mean())
+def coverage(data: ConditionData) -> float:
+    return float(condition_matches(data)[1].mean())
 
 
 def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,14 +45,14 @@ def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @register_metric("energy_DE50", 0.0, "energy distance between predicted and true cells on the top-50 DE genes", higher_is_better=False)
 def energy_de50(data: ConditionData) -> float:
-    g = data.genes(TOP_DE)
-    return energy_distance(data.true[:, g], data.pred[:, g])
+    top = data.subset(TOP_DE)
+    return energy_distance(top.true, top.pred)
 
 
 @register_metric("de_overlap", 1.0, "share of the top-50 true DE genes among the top-50 DE genes of the prediction")
 def de_overlap(data: ConditionData) -> float:
     """Both lists ranked the same way: |Welch t| of the cells against the real controls."""
-    t = np.abs(welch_t(data.pred, data.control))
+    t = np.abs(welch_t(data.pred, data.control, data.control_mean_var()))
     if t.max(initial=0.0) < 1e-9:
         return 0.0  # no predicted change, so no predicted DE gene
     top_pred = np.argsort(-t, kind="stable")[:TOP_DE]
@@ -60,10 +60,15 @@ def de_overlap(data: ConditionData) -> float:
     return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
 
 
+def change_sign(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Sign of the mean change from `base` per gene; 0 below float rounding (no change)."""
+    change = cells.mean(axis=0, dtype=np.float64) - base
+    return np.where(np.abs(change) > 1e-9 * (1.0 + np.abs(base)), np.sign(change), 0.0)
+
+
 @register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign")
 def de_sign(data: ConditionData) -> float:
-    g = data.genes(TOP_DE)
-    base = data.control[:, g].mean(axis=0)
-    true_sign = np.sign(data.true[:, g].mean(axis=0) - base)
-    pred_sign = np.sign(data.pred[:, g].mean(axis=0) - base)
+    top = data.subset(TOP_DE)
+    base = top.control_mean_var()[0]
+    true_sign, pred_sign = change_sign(top.true, base), change_sign(top.pred, base)
     return float(np.mean((true_sign == pred_sign) & (true_sign != 0)))

@@ -1,5 +1,10 @@
 """Differentially expressed genes: per (cell type, drug), doses pooled, treated vs that cell
-type's controls, ranked by |Welch t| as scanpy's rank_genes_groups(method='t-test', rankby_abs=True)."""
+type's controls, ranked by |Welch t| as scanpy's rank_genes_groups(method='t-test', rankby_abs=True).
+
+scanpy's conventions, followed here: means and E[x^2] accumulated in float64, variance
+E[x^2] - mean^2 scaled by n/(n-1) (left biased for one cell), t = 0 where both the difference and
+the standard error vanish, t = +-inf where only the standard error does (constant but different).
+Exact ties in |t| are ordered by gene index here; scanpy leaves their order to numpy's partition."""
 
 from __future__ import annotations
 
@@ -17,18 +22,22 @@ def mean_var(x) -> tuple[np.ndarray, np.ndarray]:
         mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
         sq = np.asarray(x.multiply(x).mean(axis=0), dtype=np.float64).ravel()
     else:
-        x = np.asarray(x, dtype=np.float64)
-        mean, sq = x.mean(axis=0), (x * x).mean(axis=0)
+        x = np.asarray(x)
+        mean, sq = x.mean(axis=0, dtype=np.float64), (x * x).mean(axis=0, dtype=np.float64)
     var = (sq - mean**2) * (n / max(n - 1, 1))
     return mean, np.maximum(var, 0.0)
 
 
-def welch_t(x_group, x_ref) -> np.ndarray:
-    """Welch t statistic per gene of group vs reference; 0 where both variances vanish."""
+def welch_t(x_group, x_ref, ref_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Welch t statistic per gene of group vs reference (`ref_stats`: its precomputed mean_var):
+    0 where the means and the variances all agree, +-inf where both groups are constant but at
+    different values (as scipy/scanpy)."""
     m1, v1 = mean_var(x_group)
-    m0, v0 = mean_var(x_ref)
+    m0, v0 = ref_stats if ref_stats is not None else mean_var(x_ref)
+    diff = m1 - m0
     se = np.sqrt(v1 / x_group.shape[0] + v0 / x_ref.shape[0])
-    return np.divide(m1 - m0, se, out=np.zeros_like(m1), where=se > 0)
+    vanished = np.where(diff == 0, 0.0, np.copysign(np.inf, diff))
+    return np.divide(diff, se, out=vanished, where=se > 0)
 
 
 def rank_by_abs_t(x_group, x_ref) -> np.ndarray:
