@@ -24,6 +24,7 @@ from bench.io import atomic_write_bytes
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 from predictors.base import dense
 from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
+from predictors.pertbert.threads import DEFAULT_THREADS, torch_threads
 
 DATA_SETS = ("whole", "subset", "transfer")
 
@@ -166,10 +167,17 @@ def evaluate(model: Pretrained, x: torch.Tensor, cell: torch.Tensor, drug: torch
 
 
 def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
-             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
+             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
+             threads: int = DEFAULT_THREADS) -> Pretrained:
     """Pre-train an encoder on one bulk set with masked-value regression (and, four-task, the
     cell-line, drug and dose heads); returns it with Table 1 metrics on held-out profiles."""
-    model = untrained(bulk, cfg_overrides or {}, setting.seed, control)
+    with torch_threads(threads):
+        return _pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides or {}, control, progress)
+
+
+def _pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
+              cfg_overrides: dict, control: str, progress) -> Pretrained:
+    model = untrained(bulk, cfg_overrides, setting.seed, control)
     rows = select_profiles(bulk, setting.data, sc_cell_types, sc_drugs, control)
     rng = np.random.default_rng(setting.seed)
     rows = rng.permutation(rows)
@@ -203,7 +211,7 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
             loss.backward()
             opt.step()
         if progress is not None:
-            progress(epoch + 1, float(loss))
+            progress(epoch + 1, loss.item())
     h = torch.from_numpy(held)
     model.metrics = {"profiles": int(len(rows)), "held_out": int(n_held), **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
     model.setting = setting
@@ -219,12 +227,13 @@ def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting,
 
 
 def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str],
-               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
+               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
+               threads: int = DEFAULT_THREADS) -> Pretrained:
     """Load the cached checkpoint of this configuration, or pre-train and cache it."""
     cfg_overrides = cfg_overrides or {}
     path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
     if path.exists():
         return Pretrained.load(path)
-    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress)
+    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, threads)
     model.save(path)
     return model
