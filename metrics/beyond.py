@@ -18,12 +18,20 @@ from metrics.de import welch_t
 from metrics.registry import ConditionData, register_gene_set_family, register_metric
 
 TOP_DE = 50
+NO_CHANGE = 1e-6  # relative size of a mean change indistinguishable from float32 rounding
+
+
+def mean_change(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-gene mean of `cells` minus `base` (float64); changes within rounding of `base` are 0,
+    so the real controls predict exactly no change whatever the float type they arrive in."""
+    change = cells.mean(axis=0, dtype=np.float64) - base
+    return np.where(np.abs(change) > NO_CHANGE * (1.0 + np.abs(base)), change, 0.0)
 
 
 @register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean")
 def delta_pearson(data: ConditionData) -> float:
     base = data.control_mean_var()[0]
-    return pearson(data.true.mean(axis=0) - base, data.pred.mean(axis=0) - base)
+    return pearson(mean_change(data.true, base), mean_change(data.pred, base))
 
 
 @register_gene_set_family("cov", 1.0, "mean over predicted cells of the best Pearson r with any true cell")
@@ -60,15 +68,9 @@ def de_overlap(data: ConditionData) -> float:
     return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
 
 
-def change_sign(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Sign of the mean change from `base` per gene; 0 below float rounding (no change)."""
-    change = cells.mean(axis=0, dtype=np.float64) - base
-    return np.where(np.abs(change) > 1e-9 * (1.0 + np.abs(base)), np.sign(change), 0.0)
-
-
 @register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign")
 def de_sign(data: ConditionData) -> float:
     top = data.subset(TOP_DE)
     base = top.control_mean_var()[0]
-    true_sign, pred_sign = change_sign(top.true, base), change_sign(top.pred, base)
+    true_sign, pred_sign = np.sign(mean_change(top.true, base)), np.sign(mean_change(top.pred, base))
     return float(np.mean((true_sign == pred_sign) & (true_sign != 0)))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from metrics import METRICS, ConditionData, get_metrics
+from metrics import METRICS, ConditionData, get_metrics, score_condition
 from metrics.beyond import energy_distance
-from metrics.correlation import max_correlation, pearson
-from metrics.de import rank_by_abs_t
+from metrics.correlation import best_matches, max_correlation, pearson
+from metrics.de import mean_var, rank_by_abs_t, welch_t
 
 
 def ref_r(a, b) -> float:
@@ -84,19 +84,86 @@ def test_no_change_scores_zero_on_change_metrics(data):
         assert METRICS[name](none) == 0.0
 
 
-def test_de_ranking_matches_scanpy():
-    sc = pytest.importorskip("scanpy")
+def test_welch_t_matches_scipy_and_handles_vanishing_variance():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(1.0, 1.0, (9, 6)), rng.normal(0.0, 2.0, (14, 6))
+    a[:, 4], b[:, 4] = 3.0, 3.0  # same constant: no difference, t = 0
+    a[:, 5], b[:, 5] = 2.0, 1.0  # different constants: t = +inf (scipy and scanpy agree)
+    t = welch_t(a, b)
+    expected = stats.ttest_ind(a[:, :4], b[:, :4], equal_var=False).statistic
+    np.testing.assert_allclose(t[:4], expected, rtol=1e-10)
+    assert t[4] == 0.0 and t[5] == np.inf
+    np.testing.assert_array_equal(welch_t(a, b, mean_var(b)), t)
+
+
+def scanpy_ranking(sc, treated: np.ndarray, ctrl: np.ndarray, sparse: bool = False) -> list[int]:
     import anndata as ad
     import pandas as pd
+    import scipy.sparse as sps
 
+    x = np.vstack([ctrl, treated]).astype(np.float32)
+    adata = ad.AnnData(sps.csr_matrix(x) if sparse else x, obs=pd.DataFrame({"group": ["c"] * len(ctrl) + ["t"] * len(treated)}))
+    adata.obs.index = adata.obs.index.astype(str)
+    adata.var_names = [f"g{i}" for i in range(x.shape[1])]
+    sc.tl.rank_genes_groups(adata, "group", groups=["t"], reference="c", method="t-test", rankby_abs=True, n_genes=x.shape[1])
+    return [adata.var_names.get_loc(n) for n in adata.uns["rank_genes_groups"]["names"]["t"]]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_de_ranking_matches_scanpy(sparse):
+    """Same order as scanpy wherever |t| differs; genes with exactly tied |t| (the unexpressed
+    genes at t = 0, and count data ties) come in partition order in scanpy, by gene index here."""
+    sc = pytest.importorskip("scanpy")
     rng = np.random.default_rng(3)
     g = 60
-    ctrl = rng.normal(2.0, 1.0, (40, g))
-    treated = rng.normal(2.0, 1.0, (30, g)) + np.r_[np.linspace(2.0, -2.0, 20), np.zeros(g - 20)]
-    adata = ad.AnnData(np.vstack([ctrl, treated]).astype(np.float32), obs=pd.DataFrame({"group": ["c"] * 40 + ["t"] * 30}))
-    adata.obs.index = adata.obs.index.astype(str)
-    adata.var_names = [f"g{i}" for i in range(g)]
-    sc.tl.rank_genes_groups(adata, "group", groups=["t"], reference="c", method="t-test", rankby_abs=True, n_genes=g)
-    expected = [adata.var_names.get_loc(n) for n in adata.uns["rank_genes_groups"]["names"]["t"]]
-    ours = rank_by_abs_t(treated.astype(np.float32), ctrl.astype(np.float32))
-    assert list(ours[:50]) == expected[:50]
+    ctrl = rng.poisson(2.0, (40, g)).astype(np.float32)
+    treated = rng.poisson(2.0, (30, g)).astype(np.float32) + np.r_[np.linspace(2.0, -1.0, 20), np.zeros(g - 20)].astype(np.float32)
+    ctrl[:, -5:], treated[:, -5:] = 0.0, 0.0  # unexpressed genes: tied at t = 0
+    treated[:, 0] = np.maximum(treated[:, 0], 1.0)
+    expected = scanpy_ranking(sc, treated, ctrl, sparse)
+    import scipy.sparse as sps
+
+    ours = rank_by_abs_t(sps.csr_matrix(treated) if sparse else treated, sps.csr_matrix(ctrl) if sparse else ctrl)
+    t = np.abs(welch_t(treated, ctrl))
+    np.testing.assert_array_equal(t[ours], t[expected])  # the same |t| at every rank
+    assert list(ours) == sorted(expected, key=lambda i: (-t[i], i))
+    assert list(ours[g - 5 :]) == list(range(g - 5, g))
+
+
+def test_control_statistics_given_or_computed_agree(data):
+    given = ConditionData(true=data.true, pred=data.pred, control=data.control, de=data.de, control_stats=mean_var(data.control))
+    assert score_condition(given) == pytest.approx(score_condition(data), abs=1e-12)
+
+
+def test_evaluator_calibration_floor_is_zero_and_undefined_scale_is_nan(smoke):
+    from bench.evaluation import MIN_GAP, Evaluator, calibrate
+    from bench.schema import conditions_of
+
+    conds = sorted(conditions_of(smoke.sc.obs, control=smoke.control))[:6]
+    ev = Evaluator(smoke.sc, conds, smoke.control)
+    frame = ev.score({c: ev.controls(c.cell_type) for c in conds})  # the control_mean prediction
+    for m in get_metrics():
+        np.testing.assert_allclose(frame[m.name], frame[f"{m.name}_floor"], atol=1e-12)
+        norm = frame[f"{m.name}_norm"].to_numpy()
+        gap = (frame[f"{m.name}_ceiling"] - frame[f"{m.name}_floor"]).to_numpy() * (1 if m.higher_is_better else -1)
+        np.testing.assert_array_equal(np.isnan(norm), ~(gap > MIN_GAP))
+        np.testing.assert_allclose(norm[~np.isnan(norm)], 0.0, atol=1e-9)
+    assert calibrate(0.5, 0.2, 0.8, True) == pytest.approx(0.5)
+    assert calibrate(0.9, 0.2, 0.8, True) == pytest.approx(7 / 6)  # not clipped
+    assert calibrate(1.0, 3.0, 1.0, False) == pytest.approx(1.0)  # lower is better
+    assert np.isnan(calibrate(0.5, 0.4, 0.4, True)) and np.isnan(calibrate(0.5, 0.6, 0.4, True))
+
+
+def test_one_chunked_pass_gives_both_directions(monkeypatch):
+    import metrics.correlation as corr
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(23, 30)), rng.normal(size=(17, 30))
+    whole_a, whole_b = best_matches(a, b)
+    monkeypatch.setattr(corr, "CHUNK_BYTES", 8 * 17 * 4)  # blocks of 4 rows
+    chunked_a, chunked_b = best_matches(a, b)
+    ref = np.array([[ref_r(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(chunked_a, ref.max(axis=1), atol=1e-9)
+    np.testing.assert_allclose(chunked_b, ref.max(axis=0), atol=1e-9)
+    np.testing.assert_allclose(chunked_a, whole_a, atol=1e-12)
+    np.testing.assert_allclose(chunked_b, whole_b, atol=1e-12)

@@ -38,7 +38,7 @@ def test_scores_every_shared_condition_and_warns_about_the_rest(files, capsys):
     captured = capsys.readouterr()
     frame = pd.read_csv(out)
     assert set(frame[DRUG]) == {"D000", "D001"} and len(frame) == 2 * 3 * 4
-    assert {"mean", "dis_DE10", "delta", "energy_DE50"} <= set(frame.columns)
+    assert {"mean", "dis_DE10", "delta", "energy_DE50", "delta_norm", "energy_DE50_norm"} <= set(frame.columns)
     assert frame[["mean", "dis", "delta"]].notna().all().all()
     assert "only in the truth, not scored" in captured.err and "D002" in captured.err
     assert "mean_DE50" in captured.out
@@ -75,3 +75,27 @@ def test_errors_are_one_line(files, tmp_path, capsys):
         assert main(argv) == 2, message
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_bench_data_output_is_a_truth_file(tmp_path, capsys):
+    """`bench data` writes sc.h5ad in the harness layout: score it with default columns, the
+    control_mean prediction (real controls labelled as each condition) at the floor."""
+    assert main(["data", "--data", "smoke", "--out", str(tmp_path)]) == 0
+    truth = ad.read_h5ad(tmp_path / "sc.h5ad")
+    obs = truth.obs
+    ctrl = truth[(obs[DRUG] == CONTROL).to_numpy()]
+    wanted = obs.loc[obs[DRUG].isin(["D004"]), [CELL_TYPE, DRUG, DOSE]].drop_duplicates()
+    parts = []
+    for _, cond in wanted.iterrows():
+        part = ctrl[(ctrl.obs[CELL_TYPE] == cond[CELL_TYPE]).to_numpy()].copy()
+        part.obs[DRUG], part.obs[DOSE] = cond[DRUG], cond[DOSE]
+        parts.append(part)
+    ad.concat(parts, index_unique="-").write_h5ad(tmp_path / "pred.h5ad")
+    out = tmp_path / "m.csv"
+    assert main(["score", "--truth", str(tmp_path / "sc.h5ad"), "--pred", str(tmp_path / "pred.h5ad"), "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert len(frame) == len(wanted) and set(frame[DRUG]) == {"D004"}
+    for name in ("delta", "delta_DE50", "de_sign"):
+        norm = frame[f"{name}_norm"].dropna()
+        assert len(norm) > 0 and np.allclose(norm, 0.0, atol=1e-9), name
+    assert "not scored" in capsys.readouterr().err

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     frame = evaluator.score(predictions)
     names = [m.name for m in get_metrics()]
     if args.out is not None:
-        atomic_write_csv(args.out, frame[[CELL_TYPE, DRUG, DOSE, "n_true", "n_pred", *names]])
+        atomic_write_csv(args.out, frame[[CELL_TYPE, DRUG, DOSE, "n_true", "n_pred", *names, *(f"{n}_norm" for n in names)]])
     print(f"scored {len(shared)} condition(s); mean over conditions (normalised: 0 = controls, 1 = replicate):")
     for name in names:
         print(f"  {name:14s} {frame[name].mean():.4f}   normalised {normalised(frame, name):.3f}")
