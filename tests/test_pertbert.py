@@ -122,3 +122,5 @@ def test_pretrain_command_prints_table1(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| four-task | 15 | subset |" in out and "| one-task | 80 | subset |" in out
     assert (tmp_path / "t1.csv").exists()
+    assert main(["pretrain", "--data", "smoke", "--threads", "0", "--cache-dir", str(tmp_path)]) == 2
+    assert "--threads 0: expected a positive integer" in capsys.readouterr().err
