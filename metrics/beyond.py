@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.correlation import condition_matches, pearson
+from metrics.correlation import CHUNK_BYTES, condition_matches, pearson
 from metrics.de import welch_t
 from metrics.registry import ConditionData, register_gene_set_family, register_metric
 
@@ -40,10 +40,19 @@ def coverage(data: ConditionData) -> float:
 
 
 def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean Euclidean distance over all pairs (rows of a, rows of b), via one matrix product."""
+    """Mean Euclidean distance over all pairs (rows of a, rows of b), via matrix products in row
+    chunks so memory stays bounded (the real controls as a prediction are thousands of cells)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return float(np.sqrt(np.maximum(sq, 0.0)).mean())
+    if len(a) == 0 or len(b) == 0:
+        return 0.0
+    b_sq, bt = (b * b).sum(1)[None, :], b.T.copy()
+    rows = max(1, CHUNK_BYTES // (8 * len(b)))
+    total = 0.0
+    for start in range(0, len(a), rows):
+        block = a[start : start + rows]
+        sq = (block * block).sum(1)[:, None] + b_sq - 2.0 * block @ bt
+        total += np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq).sum()
+    return float(total / (len(a) * len(b)))
 
 
 def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
