@@ -15,7 +15,6 @@ from bench.errors import BenchError
 from bench.io import atomic_write_csv
 from bench.schema import CELL_TYPE, DRUG
 from predictors.pertbert.pretrain import TABLE1, pretrained
-from predictors.pertbert.threads import DEFAULT_THREADS
 
 COLUMNS = ["methods", "mask_percentage", "dataset", "cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out"]
 
@@ -25,12 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the predictors' default)")
     p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
     p.add_argument("--out", type=Path, default=None, help="also write the table as CSV here")
-    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"torch threads (default: {DEFAULT_THREADS})")
     add_data_arguments(p)
     p.set_defaults(func=run)
 
 
-def table1(bench, cache_dir: Path, epochs: int | None = None, threads: int = DEFAULT_THREADS) -> pd.DataFrame:
+def table1(bench, cache_dir: Path, epochs: int | None = None) -> pd.DataFrame:
     """One row per Table 1 setting, metrics on held-out bulk profiles (cached checkpoints reused)."""
     if bench.bulk is None:
         raise BenchError("bench pretrain needs a bulk data set")
@@ -40,7 +38,7 @@ def table1(bench, cache_dir: Path, epochs: int | None = None, threads: int = DEF
     for setting in tqdm(TABLE1.values(), desc="pre-training", unit="setting"):
         if epochs is not None:
             setting = replace(setting, epochs=epochs)
-        model = pretrained(cache_dir, bench.bulk, setting, cell_types, drugs, control=bench.control, threads=threads)
+        model = pretrained(cache_dir, bench.bulk, setting, cell_types, drugs, control=bench.control)
         m = model.metrics
         rows.append({
             "methods": "four-task" if setting.four_task else "one-task",
@@ -63,11 +61,10 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value in (("--epochs", args.epochs), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise BenchError(f"{flag} {value}: expected a positive integer")
+    if args.epochs is not None and args.epochs < 1:
+        raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
     bench = load_benchmark(args)
-    frame = table1(bench, args.cache_dir, args.epochs, args.threads)
+    frame = table1(bench, args.cache_dir, args.epochs)
     print(markdown(frame))
     print("mask_rmse: standardised units (per-gene z-scores over the bulk set); dose_rmse: log10(nM + 1)", file=sys.stderr)
     if args.out is not None:

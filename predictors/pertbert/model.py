@@ -61,9 +61,9 @@ class PatchEncoder(nn.Module):
         tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1) + self.position
         return self.norm(self.blocks(tokens))
 
-    def embed(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
-        """The [CLS] embedding (batch, width) of expression with `hidden` values masked (none by default)."""
-        return self.forward(x, hidden)[:, 0]
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The [CLS] embedding of fully visible expression (batch, width)."""
+        return self.forward(x)[:, 0]
 
 
 class PretrainHeads(nn.Module):
@@ -127,36 +127,19 @@ class MLPDecoder(nn.Module):
 
 
 class FineTuneModel(nn.Module):
-    """Control cells + conditions -> change of every single-cell gene.
+    """Control cell (encoder genes) + condition -> change of every single-cell gene.
 
-    `source[j]` is the single-cell column feeding encoder (bulk) gene j, or -1 when the single-cell
-    set lacks that gene: such genes enter the encoder as masked values, as in pre-training. The
-    expression embedding ([CLS]) and the condition embedding are summed and decoded; the caller adds
-    the change to the control cells, so predicted cells keep the controls' heterogeneity."""
+    The expression embedding ([CLS] of the encoder) and the condition embedding are summed and
+    decoded; the decoder's output is added to the input control cell, so predicted cells keep the
+    heterogeneity of the controls they start from."""
 
-    def __init__(self, encoder: PatchEncoder, source: torch.Tensor, drug_dim: int, n_cell_types: int, n_out: int,
-                 decoder: str) -> None:
+    def __init__(self, encoder: PatchEncoder, drug_dim: int, n_cell_types: int, n_out: int, decoder: str) -> None:
         super().__init__()
         width = encoder.cfg.width
         self.encoder = encoder
-        self.register_buffer("source", source.long())
         self.condition = ConditionEncoder(drug_dim, n_cell_types, width)
         self.decoder = LSTMDecoder(width, n_out) if decoder == "lstm" else MLPDecoder(width, n_out)
 
-    def embed(self, cells: torch.Tensor) -> torch.Tensor:
-        """Standardised single-cell values (n, sc genes) -> expression embeddings (n, width)."""
-        missing = (self.source < 0).float().expand(cells.shape[0], -1)
-        return self.encoder.embed(cells[:, self.source.clamp(min=0)] * (1.0 - missing), missing)
-
-    def forward(self, controls: torch.Tensor, group: torch.Tensor, drug: torch.Tensor, cell_type: torch.Tensor,
-                log_dose: torch.Tensor) -> torch.Tensor:
-        """controls (T, k, sc genes): k control cells of each of T cell types; condition i (drug,
-        cell_type, log_dose rows) starts from the cells of type group[i]. Returns changes (C, k, sc genes)."""
-        n_types, k, _ = controls.shape
-        return self.decode(self.embed(controls.reshape(n_types * k, -1)).view(n_types, k, -1), group, drug, cell_type, log_dose)
-
-    def decode(self, emb: torch.Tensor, group: torch.Tensor, drug: torch.Tensor, cell_type: torch.Tensor,
-               log_dose: torch.Tensor) -> torch.Tensor:
-        """Expression embeddings (T, k, width) + conditions -> changes (C, k, sc genes)."""
-        z = emb[group] + self.condition(drug, cell_type, log_dose)[:, None, :]
-        return self.decoder(z.reshape(-1, z.shape[-1])).view(len(group), emb.shape[1], -1)
+    def forward(self, x_enc: torch.Tensor, drug: torch.Tensor, cell_type: torch.Tensor, log_dose: torch.Tensor) -> torch.Tensor:
+        z = self.encoder.embed(x_enc) + self.condition(drug, cell_type, log_dose)
+        return self.decoder(z)

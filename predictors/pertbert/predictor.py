@@ -5,8 +5,7 @@ cell (its values on the bulk genes), the condition encoder embeds (drug, cell ty
 sum is decoded into a change of every single-cell gene, added to the control cell. Training matches,
 per training condition, the set of transformed controls to the set of real treated cells (squared
 error of the means plus the energy distance between the two sets), so predictions keep the
-single-cell heterogeneity instead of collapsing to the mean. A batch draws one set of controls per
-cell type and shares it between that type's conditions, so the encoder runs once per cell type.
+single-cell heterogeneity instead of collapsing to the mean.
 
 Unseen drugs: a drug is represented by what the encoder makes of its bulk profiles: the mean
 [CLS] embedding of the drug's bulk profiles minus that of the bulk controls, computed once with
@@ -26,7 +25,6 @@ from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
 from predictors.base import Predictor, Task, dense
 from predictors.pertbert.model import FineTuneModel
 from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
-from predictors.pertbert.threads import DEFAULT_THREADS, torch_threads
 
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -52,7 +50,6 @@ class PertBERT(Predictor):
         "width": 64,
         "layers": 2,
         "pretrain_epochs": 12,
-        "threads": DEFAULT_THREADS,  # torch intra-op threads during fit and predict
     }
 
     # -- set-up -------------------------------------------------------------------------------
@@ -65,7 +62,7 @@ class PertBERT(Predictor):
         setting = replace(VARIANT_SETTINGS[self.config["pretrain"]], epochs=self.config["pretrain_epochs"])
         cell_types = sorted(set(task.train.obs[CELL_TYPE].astype(str)))
         drugs = sorted({c.drug for c in task.training_conditions() + task.test_conditions + task.val_conditions})
-        return pretrained(task.cache_dir, task.bulk, setting, cell_types, drugs, cfg, task.control, threads=self.config["threads"])
+        return pretrained(task.cache_dir, task.bulk, setting, cell_types, drugs, cfg, task.control)
 
     def drug_representations(self, pre: Pretrained, bulk, drugs: list[str], control: str) -> dict[str, np.ndarray]:
         """Mean encoder embedding of each drug's bulk profiles minus that of the bulk controls."""
@@ -87,17 +84,15 @@ class PertBERT(Predictor):
         return reps
 
     def fit(self, task: Task) -> None:
-        with torch_threads(self.config["threads"]):
-            self._fit(task)
-
-    def _fit(self, task: Task) -> None:
         torch.manual_seed(self.seed)
+        self._control = task.control
         pre = self._encoder(task)
         self.pretrain_metrics = pre.metrics
         train = task.train
-        pos = {g: i for i, g in enumerate(train.var_names)}
-        source = np.array([pos.get(g, -1) for g in pre.genes])  # sc column feeding each encoder gene
-        if (source < 0).all():
+        sc_genes = list(train.var_names)
+        pos = {g: i for i, g in enumerate(sc_genes)}
+        self._enc_src = np.array([pos.get(g, -1) for g in pre.genes])  # sc column feeding each encoder gene
+        if (self._enc_src < 0).all():
             raise BenchError("PertBERT: no gene is shared between the bulk and single-cell sets")
         x = dense(train.X)
         self._mean, self._std = x.mean(axis=0), x.std(axis=0) + 1e-3
@@ -106,12 +101,17 @@ class PertBERT(Predictor):
         reps = self.drug_representations(pre, task.bulk, drugs, task.control)
         self.drug_scale = float(np.std(np.stack(list(reps.values()))) + 1e-6)
         self.drug_reps = {d: (v / self.drug_scale).astype(np.float32) for d, v in reps.items()}
-        self.model = FineTuneModel(pre.encoder, torch.from_numpy(source), pre.encoder.cfg.width, len(self._cell_types),
-                                   train.n_vars, self.config["decoder"])
+        self.model = FineTuneModel(pre.encoder, pre.encoder.cfg.width, len(self._cell_types), len(sc_genes), self.config["decoder"])
         self._train_loop(task, self._standardise(x))
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self._mean) / self._std).astype(np.float32)
+
+    def _encoder_input(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised sc cells -> encoder genes (bulk-only genes are 0, the bulk mean)."""
+        src = torch.from_numpy(self._enc_src)
+        out = z[:, src.clamp(min=0)]
+        return out * (src >= 0).float()
 
     def _condition_tensors(self, conds: list[Condition]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         drug = torch.from_numpy(np.stack([self.drug_reps[c.drug] for c in conds]))
@@ -136,10 +136,6 @@ class PertBERT(Predictor):
         k, per_batch = self.config["cells_per_condition"], self.config["conditions_per_batch"]
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.config["lr"], weight_decay=0.01)
         rng = np.random.default_rng(self.seed)
-
-        def draw(rows: np.ndarray) -> np.ndarray:
-            return rng.choice(rows, k, replace=len(rows) < k)
-
         for epoch in range(1, task.epochs(self.config["epochs"]) + 1):
             self.model.train()
             losses = []
@@ -147,11 +143,12 @@ class PertBERT(Predictor):
             for start in range(0, len(conds), per_batch):
                 batch = order[start : start + per_batch]
                 chosen = [conds[i] for i in batch]
-                types = sorted({c.cell_type for c in chosen})
-                controls = zt[np.stack([draw(ctrl_rows[t]) for t in types]).ravel()].view(len(types), k, -1)
-                group = torch.tensor([types.index(c.cell_type) for c in chosen])
-                pred = controls[group] + self.model(controls, group, *self._condition_tensors(chosen))
-                target = zt[np.stack([draw(cond_rows[i]) for i in batch]).ravel()].view(len(batch), k, -1)
+                true = np.stack([rng.choice(cond_rows[i], k, replace=len(cond_rows[i]) < k) for i in batch])
+                ctrl = np.stack([rng.choice(ctrl_rows[c.cell_type], k, replace=len(ctrl_rows[c.cell_type]) < k) for c in chosen])
+                x_ctrl = zt[ctrl.ravel()]
+                drug, onehot, dose = (t.repeat_interleave(k, dim=0) for t in self._condition_tensors(chosen))
+                pred = (x_ctrl + self.model(self._encoder_input(x_ctrl), drug, onehot, dose)).view(len(batch), k, -1)
+                target = zt[true.ravel()].view(len(batch), k, -1)
                 loss = ((pred.mean(1) - target.mean(1)) ** 2).mean() + self.config["energy_weight"] * energy_distance(pred, target)
                 opt.zero_grad()
                 loss.backward()
@@ -166,17 +163,16 @@ class PertBERT(Predictor):
     def predict_many(self, conditions, controls) -> dict[Condition, np.ndarray]:
         """Encode each cell type's controls once, then decode every condition of that cell type."""
         self.model.eval()
+        out: dict[Condition, np.ndarray] = {}
         by_type: dict[str, list[Condition]] = {}
         for c in conditions:
             by_type.setdefault(c.cell_type, []).append(c)
-        out: dict[Condition, np.ndarray] = {}
-        with torch.no_grad(), torch_threads(self.config["threads"]):
+        with torch.no_grad():
             for ct, conds in by_type.items():
-                cells = torch.from_numpy(self._standardise(controls(ct)))
-                emb = self.model.embed(cells)[None]
-                for start in range(0, len(conds), 8):  # 8 conditions at a time bound the memory
-                    chunk = conds[start : start + 8]
-                    change = self.model.decode(emb, torch.zeros(len(chunk), dtype=torch.long), *self._condition_tensors(chunk))
-                    pred = (cells + change).numpy() * self._std + self._mean
-                    out.update(zip(chunk, np.clip(pred, 0.0, None).astype(np.float32)))
+                z = torch.from_numpy(self._standardise(controls(ct)))
+                emb = self.model.encoder.embed(self._encoder_input(z))
+                cond_emb = self.model.condition(*self._condition_tensors(conds))
+                for c, e in zip(conds, cond_emb):
+                    pred = (z + self.model.decoder(emb + e)).numpy() * self._std + self._mean
+                    out[c] = np.clip(pred, 0.0, None).astype(np.float32)
         return out

@@ -24,7 +24,6 @@ from bench.io import atomic_write_bytes
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 from predictors.base import dense
 from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
-from predictors.pertbert.threads import DEFAULT_THREADS, torch_threads
 
 DATA_SETS = ("whole", "subset", "transfer")
 
@@ -167,17 +166,10 @@ def evaluate(model: Pretrained, x: torch.Tensor, cell: torch.Tensor, drug: torch
 
 
 def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
-             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
-             threads: int = DEFAULT_THREADS) -> Pretrained:
+             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
     """Pre-train an encoder on one bulk set with masked-value regression (and, four-task, the
     cell-line, drug and dose heads); returns it with Table 1 metrics on held-out profiles."""
-    with torch_threads(threads):
-        return _pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides or {}, control, progress)
-
-
-def _pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
-              cfg_overrides: dict, control: str, progress) -> Pretrained:
-    model = untrained(bulk, cfg_overrides, setting.seed, control)
+    model = untrained(bulk, cfg_overrides or {}, setting.seed, control)
     rows = select_profiles(bulk, setting.data, sc_cell_types, sc_drugs, control)
     rng = np.random.default_rng(setting.seed)
     rows = rng.permutation(rows)
@@ -211,7 +203,7 @@ def _pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[st
             loss.backward()
             opt.step()
         if progress is not None:
-            progress(epoch + 1, loss.item())
+            progress(epoch + 1, float(loss))
     h = torch.from_numpy(held)
     model.metrics = {"profiles": int(len(rows)), "held_out": int(n_held), **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
     model.setting = setting
@@ -227,13 +219,12 @@ def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting,
 
 
 def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str],
-               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
-               threads: int = DEFAULT_THREADS) -> Pretrained:
+               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
     """Load the cached checkpoint of this configuration, or pre-train and cache it."""
     cfg_overrides = cfg_overrides or {}
     path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
     if path.exists():
         return Pretrained.load(path)
-    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, threads)
+    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress)
     model.save(path)
     return model
