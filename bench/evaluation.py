@@ -14,6 +14,9 @@ from metrics import METRICS, ConditionData, Metric, get_metrics
 from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
 
+# Bytes of control-sized predictions requested from a predictor at once when scoring it.
+PREDICTION_BATCH_BYTES = 1 << 30
+
 # uns key holding DE lists (dict 'celltype_drug' -> ranked gene symbols) that override ranking.
 DE_UNS_KEY = "bench_de"
 
@@ -109,11 +112,11 @@ class Evaluator:
     def de(self, condition: Condition) -> np.ndarray:
         return self._de[de_key(condition.cell_type, condition.drug)]
 
-    def score(self, predictions: dict[Condition, np.ndarray]) -> pd.DataFrame:
-        """One row per condition: cell_type, drug, dose, n_true, n_pred, every metric, then for each
-        metric its floor, its ceiling and the calibrated `<metric>_norm`."""
+    def score(self, predictions: dict[Condition, np.ndarray], conditions: list[Condition] | None = None) -> pd.DataFrame:
+        """One row per condition (all, or `conditions`): cell_type, drug, dose, n_true, n_pred, every
+        metric, then for each metric its floor, its ceiling and the calibrated `<metric>_norm`."""
         rows = []
-        for cond in self.conditions:
+        for cond in self.conditions if conditions is None else conditions:
             pred = np.asarray(predictions[cond], dtype=np.float32)
             true = self._true[cond]
             if pred.ndim != 2 or pred.shape[1] != true.shape[1] or pred.shape[0] == 0:
@@ -134,4 +137,9 @@ class Evaluator:
         return frame
 
     def score_predictor(self, predict_many: Callable) -> pd.DataFrame:
-        return self.score(predict_many(self.conditions, self.controls))
+        """Score in batches of conditions, holding one batch's predictions at a time: control-sized
+        predictions of every sci-Plex3 test condition at once would take tens of GB."""
+        largest = max(c.nbytes for c in self._controls.values())
+        size = max(1, PREDICTION_BATCH_BYTES // max(largest, 1))
+        batches = [self.conditions[i : i + size] for i in range(0, len(self.conditions), size)]
+        return pd.concat([self.score(predict_many(b, self.controls), b) for b in batches], ignore_index=True)

@@ -87,3 +87,24 @@ def test_dense_float64_bulk_is_read_as_float32_without_a_staging_copy(tmp_path):
     np.testing.assert_allclose(bulk.X, values.astype(np.float32))
     assert peak < 1.5 * n * genes * 4, f"{peak / 1e6:.0f} MB"  # reading float64 first would cost 3 x
     assert bulk.obs["dose"].max() == pytest.approx(1000.0)  # µM -> nM
+
+
+def test_predictions_are_requested_and_scored_in_batches(smoke, monkeypatch):
+    """At sci-Plex3 size, control-sized predictions of every test condition would not fit in memory."""
+    import bench.evaluation as evaluation
+
+    split = get_split("unseen_drugs", smoke.sc)
+    ev = evaluation.Evaluator(smoke.sc, split.conditions(smoke.sc.obs, "test"))
+    calls = []
+
+    def predict_many(conditions, controls):
+        calls.append(len(conditions))
+        return {c: controls(c.cell_type) + 0.1 for c in conditions}
+
+    whole = ev.score(predict_many(ev.conditions, ev.controls))
+    largest = max(ev.controls(ct).nbytes for ct in {c.cell_type for c in ev.conditions})
+    monkeypatch.setattr(evaluation, "PREDICTION_BATCH_BYTES", 3 * largest)
+    calls.clear()
+    batched = ev.score_predictor(predict_many)
+    assert max(calls) == 3 and sum(calls) == len(ev.conditions) > 3
+    pd.testing.assert_frame_equal(batched, whole)
