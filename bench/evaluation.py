@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, same_dose
 from metrics import METRICS, ConditionData, Metric, get_metrics
 from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
@@ -79,7 +79,7 @@ class Evaluator:
             self._control_stats[ct] = mean_var(self._controls[ct])
         self._true: dict[Condition, np.ndarray] = {}
         for c in self.conditions:
-            rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & np.isclose(doses, c.dose))
+            rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & same_dose(doses, c.dose))
             self._true[c] = dense(adata.X[rows])
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control)
         self._floor = {c: self._metrics(c, self._true[c], self._controls[c.cell_type]) for c in self.conditions}

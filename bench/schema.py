@@ -31,6 +31,16 @@ class Condition:
         return f"{self.cell_type}_{self.drug}_{self.dose:g}"
 
 
+DOSE_RTOL = 1e-9  # doses are the same when they agree to this relative tolerance, in any unit
+
+
+def same_dose(doses, dose: float) -> np.ndarray:
+    """Which of `doses` equal `dose`, compared relatively (never with an absolute tolerance, which
+    would merge molar doses such as 1e-9 and 1e-8)."""
+    doses = np.asarray(doses, dtype=float)
+    return np.abs(doses - dose) <= DOSE_RTOL * np.maximum(np.abs(doses), abs(dose))
+
+
 def is_control(obs: pd.DataFrame, control: str = CONTROL) -> np.ndarray:
     """Boolean mask of control (vehicle) rows."""
     return (obs[DRUG].astype(str) == control).to_numpy()
@@ -52,5 +62,5 @@ def condition_mask(obs: pd.DataFrame, cond: Condition) -> np.ndarray:
     return (
         (obs[CELL_TYPE].astype(str) == cond.cell_type)
         & (obs[DRUG].astype(str) == cond.drug)
-        & np.isclose(obs[DOSE].astype(float), cond.dose)
+        & same_dose(obs[DOSE].astype(float).to_numpy(), cond.dose)
     ).to_numpy()

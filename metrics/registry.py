@@ -26,6 +26,7 @@ class ConditionData:
     control: np.ndarray
     de: np.ndarray
     control_stats: tuple[np.ndarray, np.ndarray] | None = None
+    truth_memo: dict = field(default_factory=dict, repr=False, compare=False)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def genes(self, top: int | None) -> np.ndarray | slice:
@@ -36,6 +37,13 @@ class ConditionData:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def truth_cached(self, key, compute: Callable[[], object]):
+        """`compute()` once per condition for every prediction ever scored on it: only for work that
+        depends on the true and control cells alone (the caller keeps `truth_memo` per condition)."""
+        if key not in self.truth_memo:
+            self.truth_memo[key] = compute()
+        return self.truth_memo[key]
 
     def control_mean_var(self) -> tuple[np.ndarray, np.ndarray]:
         if self.control_stats is None:
@@ -50,22 +58,55 @@ class ConditionData:
 
     def _restrict(self, g: np.ndarray) -> ConditionData:
         mean, var = self.control_mean_var()
-        return ConditionData(self.true[:, g], self.pred[:, g], self.control[:, g], np.arange(len(g)), (mean[g], var[g]))
+        memo = self.truth_memo.setdefault(("subset", len(g)), {})
+        return ConditionData(self.true[:, g], self.pred[:, g], self.control[:, g], np.arange(len(g)), (mean[g], var[g]), memo)
+
+
+@dataclass
+class SplitData:
+    """Pseudobulk view of every scored condition of a split, for metrics that compare a condition's
+    prediction with the other conditions (rows in one order; float64 per-gene means).
+
+    true_means, pred_means: (C, g) means of the true and predicted cells; control_means: (C, g)
+    mean of the real controls of each row's cell type; cell_types, drugs: (C,) labels."""
+
+    true_means: np.ndarray
+    pred_means: np.ndarray
+    control_means: np.ndarray
+    cell_types: np.ndarray
+    drugs: np.ndarray
+
+    @property
+    def true_deltas(self) -> np.ndarray:
+        return self.true_means - self.control_means
+
+    @property
+    def pred_deltas(self) -> np.ndarray:
+        return self.pred_means - self.control_means
 
 
 MetricFn = Callable[[ConditionData], float]
+SplitMetricFn = Callable[[SplitData], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Metric:
+    """A registered metric. `chance`: the score of an uninformative guess where it is better than
+    "no change" (the calibrated floor is then the chance level). `split_level`: `fn` takes the
+    whole split's `SplitData` and returns one value per condition instead of one `ConditionData`."""
+
     name: str
-    fn: MetricFn
+    fn: Callable
     best: float  # the value of a perfect prediction
     higher_is_better: bool
     description: str
     family: str
+    chance: float | None = None
+    split_level: bool = False
 
-    def __call__(self, data: ConditionData) -> float:
+    def __call__(self, data):
+        if self.split_level:
+            return np.asarray(self.fn(data), dtype=np.float64)
         return float(self.fn(data))
 
 
@@ -75,16 +116,23 @@ METRICS: dict[str, Metric] = {}
 GENE_SETS: dict[str, int | None] = {"": None, "_DE50": 50, "_DE10": 10}
 
 
-def register_metric(name: str, best: float, description: str, higher_is_better: bool = True, family: str | None = None):
-    """Register `fn(data) -> float` under `name`."""
+def register_metric(name: str, best: float, description: str, higher_is_better: bool = True, family: str | None = None,
+                    chance: float | None = None, split_level: bool = False):
+    """Register `fn(data) -> float` under `name` (`fn(split) -> per-condition array` when `split_level`)."""
 
-    def deco(fn: MetricFn) -> MetricFn:
+    def deco(fn):
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
-        METRICS[name] = Metric(name, fn, best, higher_is_better, description, family or name)
+        METRICS[name] = Metric(name, fn, best, higher_is_better, description, family or name, chance, split_level)
         return fn
 
     return deco
+
+
+def register_split_metric(name: str, best: float, description: str, higher_is_better: bool = True,
+                          chance: float | None = None):
+    """Register `fn(split: SplitData) -> np.ndarray` (one value per condition) under `name`."""
+    return register_metric(name, best, description, higher_is_better, chance=chance, split_level=True)
 
 
 def register_gene_set_family(base: str, best: float, description: str, higher_is_better: bool = True):
@@ -115,5 +163,5 @@ def get_metrics(names: list[str] | None = None) -> list[Metric]:
 
 
 def score_condition(data: ConditionData, metrics: list[Metric] | None = None) -> dict[str, float]:
-    """Every metric for one condition."""
-    return {m.name: m(data) for m in (metrics or get_metrics())}
+    """Every per-condition metric for one condition (split-level metrics need the whole split)."""
+    return {m.name: m(data) for m in (metrics or get_metrics()) if not m.split_level}

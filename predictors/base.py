@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of, same_dose
 
 
 def dense(x) -> np.ndarray:
@@ -58,7 +58,7 @@ class Task:
         obs = self.train.obs
         mask = (obs[CELL_TYPE].astype(str) == cell_type).to_numpy() & (obs[DRUG].astype(str) == drug).to_numpy()
         if dose is not None:
-            mask &= np.isclose(obs[DOSE].astype(float).to_numpy(), dose)
+            mask &= same_dose(obs[DOSE].astype(float).to_numpy(), dose)
         return dense(self.train.X[np.flatnonzero(mask)])
 
     def training_conditions(self) -> list[Condition]:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.data.synthetic import SC_DOSES, expected_shift, generate, responder_fraction, simulate_cells
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, same_dose
 from metrics.correlation import pearson
 from predictors.base import dense
 
@@ -17,7 +17,7 @@ def _mean(adata, cell_type, drug, dose=None):
     obs = adata.obs
     mask = (obs[CELL_TYPE] == cell_type) & (obs[DRUG] == drug)
     if dose is not None:
-        mask &= np.isclose(obs[DOSE], dose)
+        mask &= same_dose(obs[DOSE].to_numpy(), dose)
     return dense(adata.X[np.flatnonzero(mask.to_numpy())]).mean(axis=0)
 
 

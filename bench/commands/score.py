@@ -13,7 +13,7 @@ import pandas as pd
 from bench.errors import BenchError, closest
 from bench.evaluation import Evaluator, normalised
 from bench.io import atomic_write_csv
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, conditions_of
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, conditions_of, same_dose
 from metrics import get_metrics
 from predictors.base import dense
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     obs = pred.obs
     predictions = {}
     for c in shared:
-        rows = np.flatnonzero((obs[CELL_TYPE] == c.cell_type).to_numpy() & (obs[DRUG] == c.drug).to_numpy() & np.isclose(obs[DOSE], c.dose))
+        rows = np.flatnonzero((obs[CELL_TYPE] == c.cell_type).to_numpy() & (obs[DRUG] == c.drug).to_numpy() & same_dose(obs[DOSE].to_numpy(), c.dose))
         predictions[c] = dense(pred.X[rows])
     frame = evaluator.score(predictions)
     names = [m.name for m in get_metrics()]

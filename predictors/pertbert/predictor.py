@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
+from bench.schema import CELL_TYPE, DOSE, DRUG, Condition, same_dose
 from predictors.base import Predictor, Task, dense
 from predictors.pertbert.model import FineTuneModel
 from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
@@ -130,7 +130,7 @@ class PertBERT(Predictor):
         drugs = obs[DRUG].astype(str).to_numpy()
         doses = obs[DOSE].astype(float).to_numpy()
         conds = task.training_conditions()
-        cond_rows = [np.flatnonzero((cts == c.cell_type) & (drugs == c.drug) & np.isclose(doses, c.dose)) for c in conds]
+        cond_rows = [np.flatnonzero((cts == c.cell_type) & (drugs == c.drug) & same_dose(doses, c.dose)) for c in conds]
         ctrl_rows = {ct: np.flatnonzero((cts == ct) & (drugs == task.control)) for ct in self._cell_types}
         zt = torch.from_numpy(z)
         k, per_batch = self.config["cells_per_condition"], self.config["conditions_per_batch"]
