@@ -1,7 +1,17 @@
-"""Scoring predictions against the real cells of each condition, with every registered metric."""
+"""Scoring predictions against the real cells of each condition, with every registered metric.
+
+Three rules make scores comparable across predictors (docs/metrics.md):
+- every predicted set is scored at the size of the truth: a seeded sample of as many predicted cells
+  as the condition has true cells, so more or duplicated cells earn nothing;
+- each metric is calibrated per condition: 0 = the real control cells used as the prediction (or the
+  metric's chance level where "no change" scores below chance), 1 = the metric's best value;
+- a replicate reference (half of the true cells predicting the other half) is shown beside the
+  scores, never used as a divisor.
+"""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 
 import anndata as ad
@@ -10,7 +20,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, same_dose
-from metrics import METRICS, ConditionData, Metric, get_metrics
+from metrics import METRICS, ConditionData, Metric, SplitData, get_metrics
 from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
 
@@ -19,6 +29,13 @@ PREDICTION_BATCH_BYTES = 1 << 30
 
 # uns key holding DE lists (dict 'celltype_drug' -> ranked gene symbols) that override ranking.
 DE_UNS_KEY = "bench_de"
+
+REPLICATE_SPLITS = 3  # random halves of the truth averaged into the replicate reference
+FLOOR_GAP = 1e-12  # a floor this close to the best value leaves nothing to calibrate (score 0)
+
+# Seeds of the per-condition samples: the predicted set and the control floor use the same draw, so
+# a predictor that returns the controls scores exactly the floor.
+SAMPLE_SEED, REPLICATE_SEED = 0, 1
 
 
 def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONTROL) -> dict[str, np.ndarray]:
@@ -37,31 +54,53 @@ def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONT
     return out
 
 
-MIN_GAP = 1e-6  # a replicate must beat the control floor by more than this for a defined scale
+def condition_rng(cond: Condition, purpose: int) -> np.random.Generator:
+    """A generator seeded by the condition alone: every predictor gets the same draws."""
+    return np.random.default_rng([zlib.crc32(cond.key.encode()), purpose])
 
 
-def calibrate(score, floor, ceiling, higher_is_better: bool):
-    """(score - floor) / (ceiling - floor): 0 = the real controls ("no change"), 1 = a replicate
-    half of the truth. Not clipped; NaN where the replicate does not beat the floor by MIN_GAP
-    (the scale is then undefined). Works on floats and on aligned pandas columns."""
-    gap = ceiling - floor
-    defined = (gap > MIN_GAP) if higher_is_better else (gap < -MIN_GAP)
-    return np.where(defined, (score - floor) / np.where(defined, gap, 1.0), np.nan)
+def fixed_size(cells: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` rows of `cells`: a random subset when there are at least `n` (the rows themselves when
+    exactly `n`), else every row once plus a random draw with replacement for the rest."""
+    m = len(cells)
+    if m == n:
+        return cells
+    if m > n:
+        return cells[np.sort(rng.choice(m, n, replace=False))]
+    return cells[np.concatenate([np.arange(m), rng.integers(0, m, n - m)])]
 
 
-def normalised(frame: pd.DataFrame, metric: str) -> float:
+def effective_floor(metric: Metric, control_score):
+    """The calibration floor: the controls' score, or the chance level where that is better."""
+    if metric.chance is None:
+        return control_score
+    return np.maximum(control_score, metric.chance) if metric.higher_is_better else np.minimum(control_score, metric.chance)
+
+
+def calibrate(score, floor, best: float):
+    """(score - floor) / (best - floor): 0 = the floor ("no change"), 1 = the metric's best value,
+    below 0 = worse than no change. Capped at 1 (rounding), never NaN: 0 where the floor is already
+    at the best value. For a lower-is-better distance with best 0 this is 1 - score/floor."""
+    score, floor = np.asarray(score, dtype=float), np.asarray(floor, dtype=float)
+    gap = best - floor
+    room = np.abs(gap) > FLOOR_GAP
+    return np.minimum(np.where(room, (score - floor) / np.where(room, gap, 1.0), 0.0), 1.0)
+
+
+def calibrated(frame: pd.DataFrame, metric: str) -> float:
     """Calibrated aggregate of `metric` over the rows of a per-condition frame: `calibrate` applied
-    to the means of score, floor and ceiling (a ratio of means, not a mean of the per-condition
-    `<metric>_norm` column, which explodes where one condition's floor and ceiling nearly coincide)."""
-    score, floor, ceiling = (frame[c].mean() for c in (metric, f"{metric}_floor", f"{metric}_ceiling"))
-    return float(calibrate(score, floor, ceiling, METRICS[metric].higher_is_better))
+    to the means of score and floor (a ratio of means: conditions where the floor leaves more room
+    weigh more, and one condition whose floor sits at the best value cannot dominate)."""
+    m = METRICS[metric]
+    return float(calibrate(frame[metric].mean(), frame[f"{metric}_floor"].mean(), m.best))
 
 
 class Evaluator:
     """Holds the real cells of the conditions to score, each cell type's controls and DE genes,
     so a predictor can be scored at every epoch without touching the data again."""
 
-    def __init__(self, adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL, metrics: list[Metric] | None = None):
+    def __init__(self, adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL,
+                 metrics: list[Metric] | None = None):
         self.control = control
         self.metrics = metrics or get_metrics()
         self.conditions = sorted(set(conditions))
@@ -80,31 +119,19 @@ class Evaluator:
         self._true: dict[Condition, np.ndarray] = {}
         for c in self.conditions:
             rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & same_dose(doses, c.dose))
+            if rows.size == 0:
+                raise BenchError(f"no true cells for condition {c.key}")
             self._true[c] = dense(adata.X[rows])
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control)
-        self._floor = {c: self._metrics(c, self._true[c], self._controls[c.cell_type]) for c in self.conditions}
-        self._ceiling = {c: self._replicate_ceiling(c) for c in self.conditions}
+        self._truth_memo: dict[Condition, dict] = {c: {} for c in self.conditions}
+        self._floor = pd.DataFrame(index=range(len(self.conditions)))  # raw control scores, filled lazily
+        self._replicate = pd.DataFrame(index=range(len(self.conditions)))
 
-    def _metrics(self, cond: Condition, true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-        ct = cond.cell_type
-        data = ConditionData(true=true, pred=pred, control=self._controls[ct], de=self.de(cond), control_stats=self._control_stats[ct])
-        return {m.name: m(data) for m in self.metrics}
-
-    def _replicate_ceiling(self, cond: Condition) -> dict[str, float]:
-        """Every metric with one random half of the true cells predicting the other half."""
-        true = self._true[cond]
-        if len(true) < 2:
-            return {m.name: float("nan") for m in self.metrics}
-        order = np.random.default_rng(0).permutation(len(true))
-        half = len(true) // 2
-        return self._metrics(cond, true[order[:half]], true[order[half:]])
-
-    def reference(self, condition: Condition) -> tuple[dict[str, float], dict[str, float]]:
-        """(floor, ceiling): the scores of the control cells and of a replicate half of the truth."""
-        return self._floor[condition], self._ceiling[condition]
-
-    def controls(self, cell_type: str) -> np.ndarray:
-        return self._controls[cell_type]
+    # What a predictor may see: copies of the controls, through a function with no path back here.
+    def control_source(self) -> Callable[[str], np.ndarray]:
+        """A plain function: cell type -> a fresh copy of its real control cells."""
+        controls = dict(self._controls)
+        return lambda cell_type: controls[cell_type].copy()
 
     def true_cells(self, condition: Condition) -> np.ndarray:
         return self._true[condition]
@@ -112,34 +139,131 @@ class Evaluator:
     def de(self, condition: Condition) -> np.ndarray:
         return self._de[de_key(condition.cell_type, condition.drug)]
 
-    def score(self, predictions: dict[Condition, np.ndarray], conditions: list[Condition] | None = None) -> pd.DataFrame:
-        """One row per condition (all, or `conditions`): cell_type, drug, dose, n_true, n_pred, every
-        metric, then for each metric its floor, its ceiling and the calibrated `<metric>_norm`."""
-        rows = []
-        for cond in self.conditions if conditions is None else conditions:
-            pred = np.asarray(predictions[cond], dtype=np.float32)
-            true = self._true[cond]
-            if pred.ndim != 2 or pred.shape[1] != true.shape[1] or pred.shape[0] == 0:
-                raise BenchError(
-                    f"prediction for {cond.key} has shape {pred.shape}: expected (n_cells>0, {true.shape[1]})"
-                )
-            if not np.isfinite(pred).all():
-                raise BenchError(f"prediction for {cond.key} contains NaN or infinite values")
-            row = {CELL_TYPE: cond.cell_type, DRUG: cond.drug, DOSE: cond.dose, "n_true": len(true), "n_pred": len(pred)}
-            scores = self._metrics(cond, true, pred)
-            row.update(scores)
-            row.update({f"{k}_floor": self._floor[cond][k] for k in scores})
-            row.update({f"{k}_ceiling": self._ceiling[cond][k] for k in scores})
-            rows.append(row)
-        frame = pd.DataFrame(rows)
-        for m in self.metrics:
-            frame[f"{m.name}_norm"] = calibrate(frame[m.name], frame[f"{m.name}_floor"], frame[f"{m.name}_ceiling"], m.higher_is_better)
-        return frame
+    def _selected(self, metrics: list[str] | None) -> list[Metric]:
+        return self.metrics if metrics is None else [m for m in self.metrics if m.name in set(metrics)]
 
-    def score_predictor(self, predict_many: Callable) -> pd.DataFrame:
-        """Score in batches of conditions, holding one batch's predictions at a time: control-sized
-        predictions of every sci-Plex3 test condition at once would take tens of GB."""
+    def _validated(self, cond: Condition, pred) -> np.ndarray:
+        pred = np.asarray(pred, dtype=np.float32)
+        genes = self._true[cond].shape[1]
+        if pred.ndim != 2 or pred.shape[1] != genes or pred.shape[0] == 0:
+            raise BenchError(f"prediction for {cond.key} has shape {pred.shape}: expected (n_cells>0, {genes})")
+        if not np.isfinite(pred.sum(dtype=np.float64)):
+            raise BenchError(f"prediction for {cond.key} contains NaN or infinite values")
+        return pred
+
+    def sample(self, cond: Condition, cells: np.ndarray) -> np.ndarray:
+        """The set that is scored: as many of `cells` as the condition has true cells (seeded by the
+        condition, the same draw for every predictor)."""
+        return fixed_size(cells, len(self._true[cond]), condition_rng(cond, SAMPLE_SEED))
+
+    def collect(self, predict_many: Callable, conditions: list[Condition] | None = None) -> tuple[dict, dict]:
+        """Ask a predictor for its cells in batches of about PREDICTION_BATCH_BYTES (control-sized
+        predictions of every sci-Plex3 test condition at once would take tens of GB) and keep only the
+        scored sample of each. Returns (sampled cells, predicted cell counts), keyed by condition."""
+        conditions = self.conditions if conditions is None else conditions
         largest = max(c.nbytes for c in self._controls.values())
         size = max(1, PREDICTION_BATCH_BYTES // max(largest, 1))
-        batches = [self.conditions[i : i + size] for i in range(0, len(self.conditions), size)]
-        return pd.concat([self.score(predict_many(b, self.controls), b) for b in batches], ignore_index=True)
+        controls = self.control_source()
+        sets, counts = {}, {}
+        for start in range(0, len(conditions), size):
+            batch = conditions[start : start + size]
+            predicted = predict_many(batch, controls)
+            for cond in batch:
+                if cond not in predicted:
+                    raise BenchError(f"no prediction for {cond.key}")
+                pred = self._validated(cond, predicted[cond])
+                counts[cond] = len(pred)
+                sets[cond] = self.sample(cond, pred)
+            del predicted
+        return sets, counts
+
+    def _raw(self, sets: dict[Condition, np.ndarray], metrics: list[Metric], truth: dict | None = None) -> pd.DataFrame:
+        """Raw scores, one row per evaluator condition, of the given predicted sets (already at their
+        scored size) against the truth (or against `truth`, a replacement set of true cells)."""
+        rows = []
+        for c in self.conditions:
+            ct = c.cell_type
+            true = self._true[c] if truth is None else truth[c]
+            memo = self._truth_memo[c] if truth is None else {}
+            data = ConditionData(true=true, pred=sets[c], control=self._controls[ct], de=self.de(c),
+                                 control_stats=self._control_stats[ct], truth_memo=memo)
+            rows.append({m.name: m(data) for m in metrics if not m.split_level})
+        frame = pd.DataFrame(rows, index=range(len(self.conditions)))
+        split_metrics = [m for m in metrics if m.split_level]
+        if split_metrics:
+            split = SplitData(
+                true_means=np.stack([(self._true[c] if truth is None else truth[c]).mean(axis=0, dtype=np.float64) for c in self.conditions]),
+                pred_means=np.stack([sets[c].mean(axis=0, dtype=np.float64) for c in self.conditions]),
+                control_means=np.stack([self._control_stats[c.cell_type][0] for c in self.conditions]),
+                cell_types=np.array([c.cell_type for c in self.conditions]),
+                drugs=np.array([c.drug for c in self.conditions]),
+            )
+            for m in split_metrics:
+                frame[m.name] = m(split)
+        return frame[[m.name for m in metrics]]
+
+    def floor(self, metrics: list[Metric]) -> pd.DataFrame:
+        """Raw scores of the real controls as the prediction (sampled as a prediction is), per condition."""
+        missing = [m for m in metrics if m.name not in self._floor]
+        if missing:
+            sets = {c: self.sample(c, self._controls[c.cell_type]) for c in self.conditions}
+            # split-level metrics compare conditions with each other: compute them over every metric's floor at once
+            self._floor = pd.concat([self._floor, self._raw(sets, missing)], axis=1)
+        return self._floor[[m.name for m in metrics]]
+
+    def replicate(self, metrics: list[Metric]) -> pd.DataFrame:
+        """Reference scores: a random half of the true cells predicting the other half, averaged over
+        REPLICATE_SPLITS halvings; NaN for a condition with fewer than two true cells."""
+        missing = [m for m in metrics if m.name not in self._replicate]
+        if missing:
+            runs = []
+            for k in range(REPLICATE_SPLITS):
+                halves = {}
+                for c in self.conditions:
+                    true = self._true[c]
+                    order = condition_rng(c, REPLICATE_SEED + k).permutation(len(true))
+                    half = max(1, len(true) // 2)
+                    halves[c] = (true[order[:half]], true[order[half:]] if len(true) > 1 else true)
+                runs.append(self._raw({c: h[0] for c, h in halves.items()}, missing, truth={c: h[1] for c, h in halves.items()}))
+            mean = sum(runs) / len(runs)
+            few = np.array([len(self._true[c]) < 2 for c in self.conditions])
+            mean.loc[few, :] = np.nan
+            self._replicate = pd.concat([self._replicate, mean], axis=1)
+        return self._replicate[[m.name for m in metrics]]
+
+    def score(self, predictions: dict[Condition, np.ndarray], metrics: list[str] | None = None,
+              replicate: bool = True, counts: dict[Condition, int] | None = None) -> pd.DataFrame:
+        """One row per condition: cell_type, drug, dose, n_true, n_pred, each metric (all registered,
+        or those named), then per metric its floor, the calibrated `<metric>_norm` and (with
+        `replicate`) the replicate reference `<metric>_replicate`. Predictions of any size are sampled
+        to the truth's size first; `counts` gives the original sizes of already sampled sets."""
+        chosen = self._selected(metrics)
+        sets, sizes = {}, {}
+        for c in self.conditions:
+            if c not in predictions:
+                raise BenchError(f"no prediction for {c.key}")
+            pred = self._validated(c, predictions[c])
+            sizes[c] = counts[c] if counts is not None else len(pred)
+            sets[c] = self.sample(c, pred)
+        raw = self._raw(sets, chosen)
+        floor = self.floor(chosen)
+        frame = pd.DataFrame({
+            CELL_TYPE: [c.cell_type for c in self.conditions],
+            DRUG: [c.drug for c in self.conditions],
+            DOSE: [c.dose for c in self.conditions],
+            "n_true": [len(self._true[c]) for c in self.conditions],
+            "n_pred": [sizes[c] for c in self.conditions],
+        })
+        ref = self.replicate(chosen) if replicate else None
+        for m in chosen:
+            frame[m.name] = raw[m.name].to_numpy()
+            frame[f"{m.name}_floor"] = effective_floor(m, floor[m.name].to_numpy())
+            frame[f"{m.name}_norm"] = calibrate(frame[m.name], frame[f"{m.name}_floor"], m.best)
+            if ref is not None:
+                frame[f"{m.name}_replicate"] = ref[m.name].to_numpy()
+        return frame
+
+    def score_predictor(self, predict_many: Callable, metrics: list[str] | None = None, replicate: bool = True) -> pd.DataFrame:
+        """`score` of a predictor's `predict_many`, asked in batches (see `collect`)."""
+        sets, counts = self.collect(predict_many)
+        return self.score(sets, metrics, replicate, counts)

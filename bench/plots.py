@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,10 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from bench.board import Board, column_groups, is_reference  # noqa: E402
 from bench.io import atomic_write_bytes  # noqa: E402
-
-if TYPE_CHECKING:
-    from bench.publish import Board
 
 DPI = 110
 
@@ -51,8 +48,6 @@ def _finite(value) -> bool:
 def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Path | None:
     """One panel per metric: a bar per predictor at the seed mean (validation-selected epoch),
     the standard deviation over seeds as an error bar and each seed as a dot."""
-    from bench.publish import is_reference
-
     ok = board.ok()
     names = [n for n in board.predictors if any(r["predictor"] == n for r in ok)]
     metrics = [m for m in metrics if any(_finite((r.get("val_selected") or {}).get(m)) for r in ok)]
@@ -159,8 +154,6 @@ def seconds_chart(board: Board, path: Path) -> Path | None:
 
 def split_plots(board: Board, folder: Path) -> dict[str, Path]:
     """Every plot of one split, written into `folder`; title -> path (plots with no data are left out)."""
-    from bench.publish import column_groups
-
     groups = column_groups(board.metrics)
     made = {
         "Paper metrics per predictor (validation-selected epoch)":

@@ -10,93 +10,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench import plots
+from bench.board import (
+    EPOCH_KEY,
+    HEADLINE_COLUMNS,
+    SELECTIONS,
+    REPLICATE_SUFFIX,
+    Board,
+    read_json,
+    column_groups,
+    higher_is_better,
+    is_reference,
+    load_boards,
+)
+from bench.evaluation import calibrated
+from bench.headline import headline, headline_metrics, interval, paired_comparison
 from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from bench.runner import PAPER_METRICS
 from metrics import METRICS
 
-SELECTIONS = ("test_selected", "val_selected")
-EPOCH_KEY = {"test_selected": "best_test_epoch", "val_selected": "val_epoch"}
-REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference` flag also counts
-OVERVIEW_EXTRA = ("delta", "delta_norm")  # honest columns the overview also shows when the results have them
 MANIFEST = "published.json"
 RESULTS = "results.csv"
-
-
-@dataclass
-class Board:
-    """Everything published about one split: its run folders' metadata and every run's result."""
-
-    split: str
-    metas: list[dict] = field(default_factory=list)  # run.json of each run folder, with "run_dir"
-    results: list[dict] = field(default_factory=list)  # result.json of each run, with "run_path"
-
-    @property
-    def predictors(self) -> list[str]:
-        """Predictor names in registry order (run.json 'predictors'), then any others found."""
-        names = [n for m in self.metas for n in m.get("predictors", [])]
-        return list(dict.fromkeys(names + [r["predictor"] for r in self.results]))
-
-    @property
-    def metrics(self) -> list[str]:
-        """Metric names present in the results: registry order first, then unknown ones as found."""
-        found = dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
-        raw = [m for m in METRICS if m in found and not m.endswith("_norm")]
-        raw += [m for m in found if m not in METRICS and not m.endswith("_norm")]
-        norms = [m for m in found if m.endswith("_norm")]
-        base = {m: m.removesuffix("_norm") for m in norms}
-        return raw + sorted(norms, key=lambda m: raw.index(base[m]) if base[m] in raw else len(raw))
-
-    @property
-    def meta(self) -> dict:
-        return self.metas[0] if self.metas else {}
-
-    def ok(self) -> list[dict]:
-        return [r for r in self.results if r["status"] == "ok"]
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
-    """Read run folders and group their results by split; runs of one split must share their data."""
-    boards: dict[str, Board] = {}
-    for run_dir in map(Path, run_dirs):
-        paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
-        if not paths:
-            raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/result.json)")
-        meta = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-        results = [{**_read_json(p), "run_path": str(p.parent)} for p in paths]
-        split = meta.get("split") or results[0]["split"]
-        board = boards.setdefault(split, Board(split))
-        if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):
-            raise BenchError(
-                f"{run_dir}: split '{split}' was run on other data or another hold-out than {board.meta['run_dir']}; "
-                "publish them separately (--out)"
-            )
-        board.metas.append({**meta, "run_dir": str(run_dir)})
-        # A later folder's run of the same predictor and seed replaces an earlier one.
-        keep = {(r["predictor"], r["seed"]) for r in results}
-        board.results = [r for r in board.results if (r["predictor"], r["seed"]) not in keep] + results
-    return boards
-
-
-def higher_is_better(metric: str) -> bool | None:
-    """Direction of a metric column: from the registry; `<name>_norm` scores (0 = control-mean floor,
-    1 = replicate ceiling) are higher-better; None for a column the registry does not know."""
-    if metric in METRICS:
-        return METRICS[metric].higher_is_better
-    if metric.endswith("_norm"):
-        return True
-    return None
-
-
-def is_reference(result: dict) -> bool:
-    return bool(result.get("reference")) or result["predictor"] in REFERENCE_NAMES
 
 
 def summary_frame(board: Board, selection: str) -> pd.DataFrame:
@@ -158,15 +92,6 @@ def markdown_table(frame: pd.DataFrame, metrics: list[str], extra: dict[str, str
     return "\n".join(lines)
 
 
-def column_groups(metrics: list[str]) -> dict[str, list[str]]:
-    """The paper's six metrics, the other raw metrics, and the normalised scores, in that order."""
-    return {
-        "paper": [m for m in PAPER_METRICS if m in metrics],
-        "beyond": [m for m in metrics if m not in PAPER_METRICS and not m.endswith("_norm")],
-        "norm": [m for m in metrics if m.endswith("_norm")],
-    }
-
-
 def _describe_data(meta: dict) -> str:
     data = meta.get("data", {})
     rest = ", ".join(f"{k}={v}" for k, v in data.items() if k != "name")
@@ -192,37 +117,91 @@ def provenance_lines(board: Board) -> list[str]:
     return lines
 
 
-def condition_scores(board: Board, predictor: str) -> pd.Series:
-    """Per test condition, the selection score (mean of the paper metrics) of `predictor` at its
-    validation-selected epoch, averaged over seeds; indexed by (cell_type, drug, dose)."""
-    per_seed = []
+def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected") -> pd.DataFrame:
+    """Per test condition, every score and floor column of `predictor` at the selected epoch,
+    averaged over its seeds (floors are the same for every seed); one row per condition."""
+    frames = []
     for r in board.ok():
         path = Path(r.get("run_path", "")) / "conditions.csv"
         if r["predictor"] != predictor or not path.exists():
             continue
         frame = pd.read_csv(path)
-        epoch = r.get("val_epoch")
-        at = frame["epoch"].isna() if epoch is None else frame["epoch"] == epoch
-        frame = frame[at & (frame["role"] == "test")]
-        per_seed.append(frame.set_index(["cell_type", "drug", "dose"])[[m for m in PAPER_METRICS if m in frame]].mean(axis=1))
-    return pd.concat(per_seed, axis=1).mean(axis=1) if per_seed else pd.Series(dtype=float)
+        if "selection" in frame:
+            frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]))
+    if not frames:
+        return pd.DataFrame()
+    keys = ["cell_type", "drug", "dose"]
+    return pd.concat(frames).groupby(keys, as_index=False).mean(numeric_only=True)
+
+
+def headline_frame(board: Board) -> pd.DataFrame:
+    """Every predictor (references included) with its headline over seeds (validation-selected
+    epoch), its 95% interval from a bootstrap over held-out drugs and its calibrated components,
+    best first; plus a `replicate` row: half of the true cells predicting the other half."""
+    rows, replicate = [], None
+    for name in board.predictors:
+        frame = pooled_conditions(board, name)
+        if frame.empty or not headline_metrics(frame):
+            continue
+        low, high = interval(frame)
+        runs = [r for r in board.ok() if r["predictor"] == name]
+        row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame),
+               "low": low, "high": high, "seeds": len(runs)}
+        row.update({f"{m}_norm": calibrated(frame, m) for m in headline_metrics(frame)})
+        rows.append(row)
+        if replicate is None and all(f"{m}_replicate" in frame for m in headline_metrics(frame)):
+            ref = frame.assign(**{m: frame[f"{m}_replicate"] for m in headline_metrics(frame)}).dropna()
+            replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan,
+                         "high": np.nan, "seeds": 0, **{f"{m}_norm": calibrated(ref, m) for m in headline_metrics(ref)}}
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values("headline", ascending=False, kind="stable")
+    return pd.concat([frame, pd.DataFrame([replicate])], ignore_index=True) if replicate else frame.reset_index(drop=True)
+
+
+def ranking(board: Board) -> pd.DataFrame:
+    """Non-reference predictors ranked by the headline (validation-selected epoch, pooled over seeds)."""
+    frame = headline_frame(board)
+    return frame if frame.empty else frame[~frame["reference"]].reset_index(drop=True)
+
+
+def headline_table(frame: pd.DataFrame) -> str:
+    """Markdown: rank, predictor, headline with its drug-bootstrap interval, calibrated components."""
+    if frame.empty:
+        return "(no successful runs with the headline metrics)"
+    parts = [c for c in frame.columns if c.endswith("_norm")]
+    head = ["rank", "predictor", "headline", "95% interval (drugs)", *parts, "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rank = 0
+    for row in frame.itertuples(index=False):
+        if not row.reference:
+            rank += 1
+        label = f"{row.predictor} (reference)" if row.reference else row.predictor
+        spread = "-" if pd.isna(row.low) else f"{row.low:.3f} to {row.high:.3f}"
+        values = [_fmt(getattr(row, c)) for c in parts]
+        lines.append(f"| {'-' if row.reference else rank} | {label} | {_fmt(row.headline)} | {spread} | "
+                     + " | ".join(values) + f" | {row.seeds or '-'} |")
+    return "\n".join(lines)
 
 
 def significance_lines(board: Board) -> list[str]:
-    """Hook for `bench/stats.py`: its `paired_test(a, b)` gets the per-condition scores (pandas Series
-    on the same test conditions) of the top non-reference predictor and the next, and returns a
-    one-line summary; without that module the page says the test is not available."""
-    try:
-        from bench.stats import paired_test
-    except ImportError:
-        return ["Paired test (top predictor vs next, over test conditions): not available in this version (`bench/stats.py`)."]
-    top = ranking(board)["predictor"].tolist()[:2]
+    """The top non-reference predictor against the next on the headline: paired bootstrap over
+    held-out drugs and a one-sided Wilcoxon signed-rank test over per-drug differences."""
+    top = ranking(board)["predictor"].tolist()[:2] if not ranking(board).empty else []
     if len(top) < 2:
         return []
-    a, b = (condition_scores(board, name) for name in top)
-    common = a.index.intersection(b.index)
-    summary = paired_test(a.loc[common], b.loc[common])
-    return [f"Paired test over {len(common)} test conditions, {top[0]} vs {top[1]}: {summary}"]
+    a, b = (pooled_conditions(board, name) for name in top)
+    cmp = paired_comparison(a, b)
+    if pd.isna(cmp["low"]):
+        return [f"{top[0]} vs {top[1]}: headline difference {cmp['difference']:+.3f}; one held-out drug, no interval."]
+    verdict = "ahead" if cmp["low"] > 0 else "not separated from"
+    return [
+        f"{top[0]} vs {top[1]} over {cmp['drugs']} held-out drugs: headline difference {cmp['difference']:+.3f} "
+        f"(95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}); {top[0]} ahead on "
+        f"{cmp['ahead']}/{cmp['drugs']} drugs, Wilcoxon signed-rank one-sided p = {cmp['p']:.3g}. "
+        f"Verdict: {top[0]} is {verdict} {top[1]} at the 95% level."
+    ]
 
 
 def failure_lines(board: Board) -> list[str]:
@@ -230,28 +209,59 @@ def failure_lines(board: Board) -> list[str]:
     return [f"- {r['predictor']} (seed {r['seed']}): {r['status']}: {r.get('error')}" for r in failed]
 
 
+HEADLINE_NOTE = (
+    "Headline: the mean of four calibrated scores (0 = the real control cells as the prediction, 1 = a "
+    "perfect prediction; below 0 = worse than no change): mean change on the top-50 DE genes "
+    "(`delta_DE50`), DE-gene recovery (`overlap_at_N`), distribution distance (`energy_DE50`) and "
+    "discrimination among the split's conditions (`discrimination_score_l1`). Validation-selected epoch, "
+    "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over held-out drugs. "
+    "`replicate` is a reference, not a method: half of the true cells predicting the other half."
+)
 HONEST_NOTE = (
-    "Validation-selected: a trainable predictor is scored at the epoch with the best validation-drug "
-    "score (mean of the six paper metrics); the test drugs play no part in choosing it."
+    "Validation-selected: a trainable predictor is scored at the epoch with the best headline score on "
+    "the validation drugs; the test drugs play no part in choosing it."
 )
 PAPER_NOTE = (
     "The paper's Table 2 protocol: a trainable predictor is scored at the epoch with the best *test* "
-    "score (optimistic: the test set chooses the model). Kept for comparability with the paper."
+    "score (mean of the six paper metrics; optimistic: the test set chooses the model). Kept for "
+    "comparability with the paper."
+)
+CALIBRATED_NOTE = (
+    "Calibrated scores: 0 = the real control cells used as the prediction (or chance, where no change "
+    "scores below chance), 1 = the metric's best value; for distances 1 - score/floor. Aggregated as a "
+    "ratio of means over test conditions. The `replicate` row is a reference (half the truth)."
 )
 
 
+def replicate_row(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a reference row of the replicate scores (calibrated columns only)."""
+    refs = {}
+    for col in board.reference_columns:
+        vals = [(r.get("val_selected") or {}).get(col) for r in board.ok()]
+        vals = [v for v in vals if v is not None and not pd.isna(v)]
+        if vals:
+            refs[col.replace(REPLICATE_SUFFIX, "_norm")] = float(np.mean(vals))
+    if not refs or frame.empty:
+        return frame
+    return pd.concat([frame, pd.DataFrame([{"predictor": "replicate", "reference": True, **refs}])], ignore_index=True)
+
+
 def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
-    """The markdown page of one split: paper-protocol table, honest tables, plots, provenance."""
+    """The markdown page of one split: headline ranking, paper-protocol table, honest tables,
+    calibrated scores, plots, provenance."""
     plots = plots or {}
     groups = column_groups(board.metrics)
     paper = summary_frame(board, "test_selected")
     honest = summary_frame(board, "val_selected")
     parts = [f"# Leaderboard: `{board.split}`", "", *provenance_lines(board), ""]
     parts += [
-        "Each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
+        "## Headline ranking", "", HEADLINE_NOTE, "", headline_table(headline_frame(board)), "",
+        *significance_lines(board), "",
+        "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
         "conditions; cells show mean ± standard deviation over seeds. **Bold** marks the best value of a",
         "column among non-reference predictors (direction from the metric registry); `(reference)` rows",
-        "are bounds, not methods. `s/epoch` is the median training time per epoch (evaluation excluded).",
+        "are bounds, not methods. Predicted sets are scored at the truth's cell count (a seeded sample).",
+        "`s/epoch` is the median training time per epoch (evaluation excluded).",
         "",
         "## Paper protocol (Table 2 columns, best-test epoch)",
         "",
@@ -270,9 +280,8 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         parts += ["### Beyond the paper (validation-selected epoch)", "",
                   markdown_table(honest, groups["beyond"], {}), ""]
     if groups["norm"]:
-        parts += ["### Normalised scores (0 = control-mean floor, 1 = replicate ceiling; validation-selected epoch)", "",
-                  markdown_table(honest, groups["norm"], {}), ""]
-    parts += [*significance_lines(board), ""]
+        parts += ["### Calibrated scores (validation-selected epoch)", "", CALIBRATED_NOTE, "",
+                  markdown_table(replicate_row(board, honest), groups["norm"], {}), ""]
     if plots:
         parts += ["## Plots", ""] + [f"![{title}]({path})" for title, path in plots.items()] + [""]
     failures = failure_lines(board)
@@ -289,43 +298,24 @@ def render_markdown(run_dir: Path) -> str:
     return "\n".join(render_split_page(b) for b in boards.values())
 
 
-def ranking(board: Board) -> pd.DataFrame:
-    """Non-reference predictors ranked by the validation-selected selection score (mean of the six paper metrics)."""
-    frame = summary_frame(board, "val_selected")
-    if frame.empty:
-        return frame
-    frame = frame[~frame["reference"]].copy()
-    frame["score"] = frame[[m for m in PAPER_METRICS if m in frame]].mean(axis=1)
-    return frame.sort_values("score", ascending=False)
-
-
-def render_overview(boards: dict[str, Board], reproduce: list[str], top: int = 3) -> str:
-    """leaderboard/README.md: every split with its best predictors, data set and how to reproduce."""
+def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
+    """leaderboard/README.md: every split with its headline ranking, data set and how to reproduce."""
     parts = [
         "# bench leaderboard",
         "",
-        "Predictors of single-cell drug responses on drugs unseen in single-cell training. One page per",
-        "split; each page shows the paper's Table 2 columns (best-test-epoch protocol) and then the honest",
-        "columns (validation-selected epoch, metrics beyond the paper, normalised scores), mean ± sd over seeds,",
-        "with plots, the exact commands, software versions and any failed or skipped predictor.",
+        "Predictors of single-cell drug responses on drugs unseen in single-cell training, ranked by the",
+        "headline score. " + HEADLINE_NOTE,
         "",
-        f"Below, per split, the {top} best non-reference predictors by *score*: the mean of the paper's six",
-        "metrics at the validation-selected epoch (the honest protocol), averaged over seeds.",
+        "Each split's page adds the paper's Table 2 columns (best-test-epoch protocol), the honest",
+        "validation-selected tables, every calibrated score, plots, the exact commands, software versions",
+        "and any failed or skipped predictor.",
         "",
     ]
     for split, board in boards.items():
-        ranked = ranking(board).head(top)
         seeds = ", ".join(map(str, sorted({r["seed"] for r in board.results})))
-        cols = [m for m in [*PAPER_METRICS, *OVERVIEW_EXTRA] if m in ranked]
-        parts += [f"## [`{split}`]({split}.md)", "", f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", ""]
-        if ranked.empty:
-            parts += ["(no successful non-reference runs)", ""]
-            continue
-        parts += ["| rank | predictor | score | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
-        for rank, row in enumerate(ranked.itertuples(index=False), 1):
-            values = " | ".join(_fmt(getattr(row, m)) for m in cols)
-            parts.append(f"| {rank} | {row.predictor} | {_fmt(row.score)} | {values} |")
-        parts += ["", f"Full table, plots and provenance: [{split}.md]({split}.md).", ""]
+        parts += [f"## [`{split}`]({split}.md)", "", f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
+                  headline_table(headline_frame(board)), "", *significance_lines(board), "",
+                  f"Full tables, plots and provenance: [{split}.md]({split}.md).", ""]
     parts += [
         "## Reproduce",
         "",
@@ -345,7 +335,7 @@ def results_frame(boards: dict[str, Board]) -> pd.DataFrame:
     """Every run, machine-readable: one row per split x predictor x seed x selection (failures: one row)."""
     rows = []
     for split, board in boards.items():
-        metrics, order = board.metrics, board.predictors
+        metrics, order = [*HEADLINE_COLUMNS, *board.metrics, *board.reference_columns], board.predictors
         for r in sorted(board.results, key=lambda r: (order.index(r["predictor"]), r["seed"])):
             base = {
                 "split": split, "predictor": r["predictor"], "seed": r["seed"], "status": r["status"],
@@ -370,11 +360,9 @@ def reproduce_commands(boards: dict[str, Board], out_dir: Path) -> list[str]:
 def write_leaderboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     """Render run folders into OUT_DIR: README.md, <split>.md, plots/*.png, results.csv and the
     manifest; files a previous rendering wrote and this one does not are removed."""
-    from bench import plots
-
     out_dir = Path(out_dir)
     boards = load_boards(list(run_dirs))
-    old = _read_json(out_dir / MANIFEST).get("files", []) if (out_dir / MANIFEST).exists() else []
+    old = read_json(out_dir / MANIFEST).get("files", []) if (out_dir / MANIFEST).exists() else []
     written: list[Path] = []
     for split, board in boards.items():
         images = plots.split_plots(board, out_dir / "plots")

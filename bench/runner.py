@@ -4,9 +4,9 @@ Runs are keyed (bench/cache.py): a finished run with the same key in the run fol
 interrupted sweep resumes where it stopped; failed or skipped runs are tried again. The runs themselves
 are computed by an executor (bench/executors.py): in this process, a process pool, or Ray tasks.
 
-Epoch selection is reported two ways: the paper's "epoch" is the one with the best *test* score
-(optimistic, kept for comparability), the honest one is chosen on the validation drugs. Both use
-the selection score: the mean of the paper's six metrics.
+Epoch selection is reported two ways: the paper's "epoch" is the one with the best *test* score (the
+mean of the paper's six metrics; optimistic, kept for comparability), the honest one is chosen by the
+headline score (bench/headline.py) on the validation drugs.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
 from bench.data.benchmark import Benchmark
-from bench.evaluation import Evaluator, normalised
+from bench.evaluation import Evaluator, calibrated
 from bench.executors import LocalExecutor
+from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from metrics import get_metrics
 from predictors import registry
@@ -40,7 +41,8 @@ PAPER_METRICS = ["mean", "mean_DE50", "mean_DE10", "dis", "dis_DE50", "dis_DE10"
 
 
 def selection_score(frame: pd.DataFrame) -> pd.Series | float:
-    """Mean of the paper's six metrics (per row of per-condition scores, or of aggregates)."""
+    """Mean of the paper's six metrics (per row of per-condition scores, or of aggregates): the
+    paper's own (best-test) epoch selection."""
     return frame[PAPER_METRICS].mean(axis=1)
 
 
@@ -88,12 +90,16 @@ class Sweep:
 
 
 class _EpochLog:
-    """Collects the per-epoch evaluations of one run, keeping evaluation time out of epoch time."""
+    """Collects the per-epoch evaluations of one run, keeping evaluation time out of epoch time.
+
+    Each epoch scores only what epoch selection needs (the paper's six metrics on the test
+    conditions, the headline on the validation conditions) and keeps the scored test predictions of
+    the epochs selected so far; the full metric set is computed once, at the selected epochs."""
 
     def __init__(self, predictor, test_eval: Evaluator, val_eval: Evaluator | None, bar) -> None:
         self.predictor, self.test_eval, self.val_eval, self.bar = predictor, test_eval, val_eval, bar
         self.rows: list[dict] = []
-        self.frames: list[pd.DataFrame] = []
+        self.kept: dict[str, tuple] = {}  # selection -> (score, epoch, sampled test predictions, counts)
         self._mark = time.perf_counter()
 
     def restart_clock(self) -> None:
@@ -103,21 +109,44 @@ class _EpochLog:
         seconds = time.perf_counter() - self._mark
         t0 = time.perf_counter()
         row = {"epoch": epoch, "seconds": seconds, **{f"train_{k}": float(v) for k, v in stats.items()}}
-        for role, ev in ((TEST, self.test_eval), (VAL, self.val_eval)):
-            if ev is None:
-                continue
-            frame = ev.score_predictor(self.predictor.predict_many)
-            frame.insert(0, "role", role)
-            frame.insert(0, "epoch", epoch)
-            self.frames.append(frame)
-            agg = frame[[m.name for m in ev.metrics]].mean()
-            row.update({f"{role}_{k}": float(v) for k, v in agg.items()})
-            row[f"{role}_score"] = float(selection_score(agg.to_frame().T).iloc[0])
+        sets, counts = self.test_eval.collect(self.predictor.predict_many)
+        paper = self.test_eval.score(sets, PAPER_METRICS, replicate=False, counts=counts)
+        row.update({f"test_{m}": float(paper[m].mean()) for m in PAPER_METRICS})
+        row["test_score"] = float(selection_score(paper[PAPER_METRICS].mean().to_frame().T).iloc[0])
+        if self.val_eval is not None:
+            val_sets, val_counts = self.val_eval.collect(self.predictor.predict_many)
+            val = self.val_eval.score(val_sets, headline_metrics(), replicate=False, counts=val_counts)
+            row.update({f"val_{m}_norm": calibrated(val, m) for m in headline_metrics()})
+            row["val_score"] = headline(val)
+        self._keep("test_selected", row["test_score"], epoch, sets, counts)
+        self._keep("val_selected", row.get("val_score", len(self.rows)), epoch, sets, counts)
         row["eval_seconds"] = time.perf_counter() - t0
         self.rows.append(row)
         if self.bar is not None and epoch is not None:
-            self.bar.set_postfix_str(f"epoch {epoch} test {row.get('test_score', float('nan')):.3f}")
+            self.bar.set_postfix_str(f"epoch {epoch} val {row.get('val_score', float('nan')):.3f}")
         self._mark = time.perf_counter()
+
+    def _keep(self, selection: str, score: float, epoch, sets: dict, counts: dict) -> None:
+        """Keep this epoch's test predictions when its score beats every earlier epoch's (ties: the earlier)."""
+        best = self.kept.get(selection)
+        if best is None or score > best[0]:
+            self.kept[selection] = (score, epoch, sets, counts)
+
+    def final_scores(self) -> tuple[dict[str, int | None], pd.DataFrame]:
+        """Every metric, with floors and replicate references, at each selected epoch: (selection ->
+        epoch, one frame of per-condition rows with a `selection` column)."""
+        epochs, frames, done = {}, [], {}
+        for selection, (_, epoch, sets, counts) in self.kept.items():
+            epochs[selection] = epoch
+            if epoch not in done:
+                t0 = time.perf_counter()
+                done[epoch] = self.test_eval.score(sets, counts=counts)
+                self.rows[-1]["eval_seconds"] += time.perf_counter() - t0
+            frame = done[epoch].copy()
+            frame.insert(0, "epoch", epoch)
+            frame.insert(0, "selection", selection)
+            frames.append(frame)
+        return epochs, pd.concat(frames, ignore_index=True)
 
 
 def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Evaluator, val_eval: Evaluator | None,
@@ -132,18 +161,7 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
     except Exception as exc:  # noqa: BLE001  a broken plug-in must not stop the sweep
         return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty
     result.update(trainable=cls.trainable, reference=cls.reference, options=predictor.config)
-    train_mask = split.mask(TRAIN)
-    task = Task(
-        train=bench.sc[train_mask].copy(),
-        bulk=bench.bulk,
-        test_conditions=test_eval.conditions,
-        val_conditions=val_eval.conditions if val_eval is not None else [],
-        seed=seed,
-        control=split.control,
-        cache_dir=Path(config.cache_dir),
-        max_epochs=config.max_epochs,
-        truth=bench.truth,
-    )
+    task = make_task(cls, bench, split, test_eval, val_eval, config, seed)
     reason = cls.unavailable(task)
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
@@ -158,41 +176,68 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         if not log.rows:  # not trainable, or trained without reporting epochs: evaluate once
             log(None, {})
             log.rows[-1]["seconds"] = fit_seconds
+        selected, conditions = log.final_scores()
     except Exception as exc:  # noqa: BLE001
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         return result, empty, empty
     epochs = pd.DataFrame(log.rows)
-    conditions = pd.concat(log.frames, ignore_index=True)
-    result.update(_summarise(epochs, conditions, cls.trainable and epochs["epoch"].notna().any()))
+    result.update(_summarise(epochs, conditions, selected, cls.trainable and epochs["epoch"].notna().any()))
     result["fit_seconds"] = float(fit_seconds)
+    result["eval_seconds"] = float(epochs["eval_seconds"].sum())
     return result, epochs, conditions
 
 
-def _summarise(epochs: pd.DataFrame, conditions: pd.DataFrame, trainable: bool) -> dict:
-    """Pick the paper's (best-test) and the honest (best-validation) epochs and their test metrics."""
+# What of the data's annotations a predictor may see: dataset metadata only. Truth (generating
+# parameters) and DE lists computed on the held-out drugs stay with the harness.
+TASK_UNS_KEYS = ("bench_dataset",)
+
+
+def make_task(cls, bench: Benchmark, split: Split, test_eval: Evaluator, val_eval: Evaluator | None,
+              config: RunConfig, seed: int) -> Task:
+    """The task a predictor fits on: training cells only, stripped of annotations about held-out
+    drugs, and the generating parameters only for predictors that declare `needs=("truth",)`."""
+    train = bench.sc[split.mask(TRAIN)].copy()
+    train.uns = {k: v for k, v in bench.sc.uns.items() if k in TASK_UNS_KEYS}
+    bulk = bench.bulk
+    if bulk is not None and "bench_truth" in bulk.uns:
+        bulk = bulk.copy()
+        del bulk.uns["bench_truth"]
+    return Task(
+        train=train,
+        bulk=bulk,
+        test_conditions=list(test_eval.conditions),
+        val_conditions=list(val_eval.conditions) if val_eval is not None else [],
+        seed=seed,
+        control=split.control,
+        cache_dir=Path(config.cache_dir),
+        max_epochs=config.max_epochs,
+        truth=bench.truth if "truth" in cls.needs else None,
+    )
+
+
+def _summarise(epochs: pd.DataFrame, conditions: pd.DataFrame, selected: dict, trainable: bool) -> dict:
+    """The selected epochs and, for each selection, every metric's mean over test conditions, its
+    calibrated aggregate, its replicate reference and the headline with its drug-bootstrap interval."""
     metric_names = [m.name for m in get_metrics()]
     out: dict = {}
     if trainable:
-        test_epoch = epochs.loc[epochs["test_score"].idxmax(), "epoch"]
-        val_epoch = epochs.loc[epochs["val_score"].idxmax(), "epoch"] if "val_score" in epochs else epochs["epoch"].iloc[-1]
         out.update(
-            best_test_epoch=int(test_epoch),
-            val_epoch=int(val_epoch),
+            best_test_epoch=int(selected["test_selected"]),
+            val_epoch=int(selected["val_selected"]),
             last_epoch=int(epochs["epoch"].iloc[-1]),
             seconds_per_epoch=float(epochs["seconds"].median()),
         )
     else:
-        test_epoch = val_epoch = epochs["epoch"].iloc[-1]
         out.update(best_test_epoch=None, val_epoch=None, last_epoch=None, seconds_per_epoch=None)
-    for label, epoch in (("val_selected", val_epoch), ("test_selected", test_epoch)):
-        sel = conditions[(conditions["role"] == TEST) & _epoch_is(conditions["epoch"], epoch)]
+    for label in ("val_selected", "test_selected"):
+        sel = conditions[conditions["selection"] == label]
         out[label] = {m: float(sel[m].mean()) for m in metric_names}
-        out[label].update({f"{m}_norm": normalised(sel, m) for m in metric_names if f"{m}_floor" in sel})
+        out[label].update({f"{m}_norm": calibrated(sel, m) for m in metric_names})
+        out[label].update({f"{m}_replicate_norm": calibrated(sel.assign(**{m: sel[f"{m}_replicate"]}), m)
+                           for m in metric_names if sel[f"{m}_replicate"].notna().any()})
+        low, high = interval(sel)
+        out[label].update(headline=headline(sel), headline_low=low, headline_high=high)
     return out
-
-
-def _epoch_is(column: pd.Series, epoch) -> pd.Series:
-    return column.isna() if epoch is None or pd.isna(epoch) else column == epoch
 
 
 def _seed_everything(seed: int) -> None:

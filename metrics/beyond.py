@@ -68,18 +68,26 @@ def energy_de50(data: ConditionData) -> float:
 
 @register_metric("de_overlap", 1.0, "share of the top-50 true DE genes among the top-50 DE genes of the prediction")
 def de_overlap(data: ConditionData) -> float:
-    """Both lists ranked the same way: |Welch t| of the cells against the real controls."""
+    """Both lists ranked the same way: |Welch t| of the cells against the real controls. A prediction
+    with no change ties every gene: its top 50 is then a random draw, scored at its expected overlap
+    (50 / genes, the chance level)."""
     t = np.abs(welch_t(data.pred, data.control, data.control_mean_var()))
-    if t.max(initial=0.0) < 1e-9:
-        return 0.0  # no predicted change, so no predicted DE gene
-    top_pred = np.argsort(-t, kind="stable")[:TOP_DE]
     top_true = data.genes(TOP_DE)
+    if t.max(initial=0.0) < 1e-9:
+        return min(TOP_DE, t.size) / max(1, t.size) if len(top_true) else 0.0
+    top_pred = np.argsort(-t, kind="stable")[:TOP_DE]
     return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
 
 
-@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign")
+@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)", chance=0.5)
 def de_sign(data: ConditionData) -> float:
+    """1 per gene whose predicted change has the true sign, 0 for the opposite sign, 1/2 for no
+    predicted change (a coin flip's expectation): "no change" scores the chance level 0.5."""
     top = data.subset(TOP_DE)
     base = top.control_mean_var()[0]
     true_sign, pred_sign = np.sign(mean_change(top.true, base)), np.sign(mean_change(top.pred, base))
-    return float(np.mean((true_sign == pred_sign) & (true_sign != 0)))
+    changed = true_sign != 0
+    if not changed.any():
+        return 0.5
+    agree = np.where(pred_sign == 0, 0.5, (pred_sign == true_sign).astype(float))
+    return float(agree[changed].mean())

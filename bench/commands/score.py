@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, closest
-from bench.evaluation import Evaluator, normalised
+from bench.evaluation import Evaluator, calibrated
+from bench.headline import headline, interval
 from bench.io import atomic_write_csv
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, conditions_of, same_dose
 from metrics import get_metrics
@@ -83,8 +84,14 @@ def run(args: argparse.Namespace) -> int:
     frame = evaluator.score(predictions)
     names = [m.name for m in get_metrics()]
     if args.out is not None:
-        atomic_write_csv(args.out, frame[[CELL_TYPE, DRUG, DOSE, "n_true", "n_pred", *names, *(f"{n}_norm" for n in names)]])
-    print(f"scored {len(shared)} condition(s); mean over conditions (normalised: 0 = controls, 1 = replicate):")
+        columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred"]
+        columns += [f"{n}{suffix}" for n in names for suffix in ("", "_floor", "_norm", "_replicate")]
+        atomic_write_csv(args.out, frame[columns])
+    low, high = interval(frame)
+    print(f"scored {len(shared)} condition(s) of {frame[DRUG].nunique()} drug(s), each at the truth's cell count;")
+    print(f"headline {headline(frame):.3f} (95% interval over drugs {low:.3f} to {high:.3f})")
+    print("mean over conditions; calibrated: 0 = the real controls, 1 = best value; replicate: half the truth, calibrated")
     for name in names:
-        print(f"  {name:14s} {frame[name].mean():.4f}   normalised {normalised(frame, name):.3f}")
+        rep = calibrated(frame.assign(**{name: frame[f"{name}_replicate"]}), name)
+        print(f"  {name:24s} {frame[name].mean():9.4f}   calibrated {calibrated(frame, name):7.3f}   replicate {rep:7.3f}")
     return 0

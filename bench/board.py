@@ -1,0 +1,117 @@
+"""What publishing and plotting read: run folders grouped per split (`Board`), and how a result
+column is classified (direction, reference rows, column groups). Shared by bench/publish.py and
+bench/plots.py, which depend on this module and never on each other in the other direction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.runner import PAPER_METRICS
+from metrics import METRICS
+
+SELECTIONS = ("test_selected", "val_selected")
+EPOCH_KEY = {"test_selected": "best_test_epoch", "val_selected": "val_epoch"}
+HEADLINE_COLUMNS = ("headline", "headline_low", "headline_high")
+REPLICATE_SUFFIX = "_replicate_norm"
+REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference` flag also counts
+
+
+@dataclass
+class Board:
+    """Everything published about one split: its run folders' metadata and every run's result."""
+
+    split: str
+    metas: list[dict] = field(default_factory=list)  # run.json of each run folder, with "run_dir"
+    results: list[dict] = field(default_factory=list)  # result.json of each run, with "run_path"
+
+    @property
+    def predictors(self) -> list[str]:
+        """Predictor names in registry order (run.json 'predictors'), then any others found."""
+        names = [n for m in self.metas for n in m.get("predictors", [])]
+        return list(dict.fromkeys(names + [r["predictor"] for r in self.results]))
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metric columns present in the results: raw metrics (registry order first, then unknown
+        ones as found), then calibrated `<metric>_norm` scores in the same order. Replicate
+        references and the headline are kept apart (`reference_columns`, `HEADLINE_COLUMNS`)."""
+        found = [k for k in dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
+                 if k not in HEADLINE_COLUMNS and not k.endswith(REPLICATE_SUFFIX)]
+        raw = [m for m in METRICS if m in found] + [m for m in found if m not in METRICS and not m.endswith("_norm")]
+        norms = [m for m in found if m.endswith("_norm") and m not in METRICS]
+        base = {m: m.removesuffix("_norm") for m in norms}
+        return raw + sorted(norms, key=lambda m: raw.index(base[m]) if base[m] in raw else len(raw))
+
+    @property
+    def reference_columns(self) -> list[str]:
+        """Replicate references of calibrated scores present in the results (`<metric>_replicate_norm`)."""
+        return [k for k in dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
+                if k.endswith(REPLICATE_SUFFIX)]
+
+    @property
+    def meta(self) -> dict:
+        return self.metas[0] if self.metas else {}
+
+    def ok(self) -> list[dict]:
+        return [r for r in self.results if r["status"] == "ok"]
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
+    """Read run folders and group their results by split; runs of one split must share their data."""
+    boards: dict[str, Board] = {}
+    for run_dir in map(Path, run_dirs):
+        paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
+        if not paths:
+            raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/result.json)")
+        meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+        results = [{**read_json(p), "run_path": str(p.parent)} for p in paths]
+        split = meta.get("split") or results[0]["split"]
+        board = boards.setdefault(split, Board(split))
+        if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):
+            raise BenchError(
+                f"{run_dir}: split '{split}' was run on other data or another hold-out than {board.meta['run_dir']}; "
+                "publish them separately (--out)"
+            )
+        board.metas.append({**meta, "run_dir": str(run_dir)})
+        # A later folder's run of the same predictor and seed replaces an earlier one.
+        keep = {(r["predictor"], r["seed"]) for r in results}
+        board.results = [r for r in board.results if (r["predictor"], r["seed"]) not in keep] + results
+    return boards
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Direction of a metric column: from the registry; calibrated `<name>_norm` scores (0 = the real
+    controls, 1 = best value) and the headline are higher-better; None for a column the registry
+    does not know."""
+    if metric in METRICS:
+        return METRICS[metric].higher_is_better
+    if metric.endswith("_norm") or metric == "headline":
+        return True
+    return None
+
+
+def is_reference(result: dict) -> bool:
+    return bool(result.get("reference")) or result["predictor"] in REFERENCE_NAMES
+
+
+def column_groups(metrics: list[str]) -> dict[str, list[str]]:
+    """The paper's six metrics, the other raw metrics, and the normalised scores, in that order."""
+    return {
+        "paper": [m for m in PAPER_METRICS if m in metrics],
+        "beyond": [m for m in metrics if m not in PAPER_METRICS and not m.endswith("_norm")],
+        "norm": [m for m in metrics if m.endswith("_norm")],
+    }
+
+
