@@ -12,11 +12,14 @@ headline score (bench/headline.py) on the validation drugs.
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import sys
+import threading
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -149,6 +152,45 @@ class _EpochLog:
         return epochs, pd.concat(frames, ignore_index=True)
 
 
+class EvaluationFailed(RuntimeError):
+    """An epoch evaluation failed; the original error is re-raised by the runner after `fit` stops."""
+
+
+def epoch_channel(log: _EpochLog) -> tuple[Callable[[int, dict], None], Callable[[], BaseException | None]]:
+    """Serve the per-epoch evaluations from a thread of their own. The callback handed to the
+    predictor holds two queues and nothing else, so no reference leads from a predictor to the
+    evaluator and its test cells; `fit` waits while its epoch is evaluated. Returns (callback, close);
+    `close()` stops the thread and returns the first evaluation error, if any."""
+    requests: queue.Queue = queue.Queue()
+    replies: queue.Queue = queue.Queue()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        while (item := requests.get()) is not None:
+            try:
+                log(*item)
+                replies.put(None)
+            except BaseException as exc:  # noqa: BLE001  handed back to the runner, not to the predictor
+                errors.append(exc)
+                replies.put(f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=serve, name="bench-evaluation", daemon=True)
+    thread.start()
+
+    def report(epoch: int, stats: dict) -> None:
+        requests.put((epoch, dict(stats)))
+        error = replies.get()
+        if error is not None:
+            raise EvaluationFailed(error)
+
+    def close() -> BaseException | None:
+        requests.put(None)
+        thread.join()
+        return errors[0] if errors else None
+
+    return report, close
+
+
 def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Evaluator, val_eval: Evaluator | None,
             config: RunConfig, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Fit and evaluate one predictor at one seed. Never raises for a predictor's own failure:
@@ -166,12 +208,17 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
     log = _EpochLog(predictor, test_eval, val_eval, bar)
-    task.on_epoch = log
+    task.on_epoch, close = epoch_channel(log)
     t0 = time.perf_counter()
     try:
         _seed_everything(seed)
         log.restart_clock()
-        predictor.fit(task)
+        try:
+            predictor.fit(task)
+        finally:
+            error = close()
+        if error is not None:
+            raise error
         fit_seconds = time.perf_counter() - t0 - sum(r["eval_seconds"] for r in log.rows)
         if not log.rows:  # not trainable, or trained without reporting epochs: evaluate once
             log(None, {})

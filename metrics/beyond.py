@@ -79,7 +79,7 @@ def de_overlap(data: ConditionData) -> float:
     return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
 
 
-@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)", chance=0.5)
+@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)")
 def de_sign(data: ConditionData) -> float:
     """1 per gene whose predicted change has the true sign, 0 for the opposite sign, 1/2 for no
     predicted change (a coin flip's expectation): "no change" scores the chance level 0.5."""

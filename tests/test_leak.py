@@ -1,0 +1,94 @@
+"""A predictor reaches only what the interface hands it: a plug-in that walks every object reachable
+from its task and from the controls function finds no test cell, no evaluator and no truth."""
+
+from __future__ import annotations
+
+import gc
+import types
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from bench.cli import main
+from bench.evaluation import Evaluator
+from bench.schema import CELL_TYPE, DRUG
+from predictors import BUILTIN
+from predictors.base import Predictor, Task
+
+FOUND: dict[str, set] = {"rows": set(), "types": set(), "keys": set()}
+LIMIT = 300_000  # objects visited per walk
+
+
+def _is_namespace(obj) -> bool:
+    """Module namespaces, classes and modules lead to everything importable: not data handed over."""
+    return isinstance(obj, (types.ModuleType, type)) or (isinstance(obj, dict) and "__builtins__" in obj)
+
+
+def _walk(*roots) -> None:
+    """Record every float row, type name and dict key reachable from `roots` by object references."""
+    seen, queue = set(), list(roots)
+    while queue and len(seen) < LIMIT:
+        obj = queue.pop()
+        if id(obj) in seen or _is_namespace(obj):
+            continue
+        seen.add(id(obj))
+        FOUND["types"].add(type(obj).__name__)
+        if isinstance(obj, dict):
+            FOUND["keys"].update(k for k in obj if isinstance(k, str))
+        rows = obj.toarray() if sp.issparse(obj) else obj if isinstance(obj, np.ndarray) else None
+        if rows is not None and rows.ndim == 2 and rows.dtype.kind == "f":
+            FOUND["rows"].update(r.astype(np.float32).tobytes() for r in rows)
+        if isinstance(obj, types.FunctionType):
+            queue.extend(c.cell_contents for c in obj.__closure__ or ())
+            queue.extend(obj.__defaults__ or ())
+            continue
+        queue.extend(gc.get_referents(obj))
+
+
+class Snoop(Predictor):
+    """Tries every path it can see from what fit and predict_many receive."""
+
+    def fit(self, task: Task) -> None:
+        FOUND["truth_given"] = task.truth is not None
+        _walk(task)
+
+    def predict(self, condition, controls):
+        return controls
+
+    def predict_many(self, conditions, controls):
+        _walk(controls, controls(conditions[0].cell_type))
+        return {c: controls(c.cell_type) for c in conditions}
+
+
+def test_a_snooping_plugin_finds_no_test_cell_evaluator_or_truth(smoke, tmp_path, monkeypatch):
+    monkeypatch.setitem(BUILTIN, "snoop", (f"{__name__}:Snoop", {}))
+    assert main(["run", "--data", "smoke", "--predictors", "snoop", "--out", str(tmp_path / "out")]) == 0
+    assert FOUND["truth_given"] is False
+    assert not {"bench_truth", "bench_de"} & FOUND["keys"]
+    assert Evaluator.__name__ not in FOUND["types"] and "Sweep" not in FOUND["types"]
+    # The held-out drugs' cells, row by row, are nowhere among the rows the plug-in could reach ...
+    from splits import get_split
+
+    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    held_out = split.labels.to_numpy() != "train"
+    test_rows = {r.tobytes() for r in np.asarray(smoke.sc.X[np.flatnonzero(held_out)].toarray(), dtype=np.float32)}
+    assert test_rows and not test_rows & FOUND["rows"]
+    # ... while the walk did reach the data it is entitled to: training cells and the controls.
+    controls = smoke.sc.obs[DRUG].astype(str).to_numpy() == "control"
+    first_control = np.asarray(smoke.sc.X[np.flatnonzero(controls & (smoke.sc.obs[CELL_TYPE] == "CL00").to_numpy())[:1]].toarray(), dtype=np.float32)
+    assert first_control[0].tobytes() in FOUND["rows"]
+
+
+def test_truth_reaches_only_predictors_that_declare_it(smoke):
+    from bench.runner import RunConfig, make_task
+
+    split = __import__("splits").get_split("unseen_drugs", smoke.sc, seed=0)
+    obs = smoke.sc.obs
+    ev = Evaluator(smoke.sc, split.conditions(obs, "test"))
+    oracle_cls = __import__("predictors.oracle", fromlist=["Oracle"]).Oracle
+    assert make_task(oracle_cls, smoke, split, ev, None, RunConfig(["oracle"]), 0).truth is not None
+    task = make_task(Snoop, smoke, split, ev, None, RunConfig(["snoop"]), 0)
+    assert task.truth is None and "bench_truth" not in task.train.uns
+    with pytest.raises(KeyError):
+        task.train.uns["bench_truth"]

@@ -1,0 +1,149 @@
+"""Scores a reviewer can trust: calibrated scores are bounded and 0 for "no change", set size earns
+nothing, molar doses stay apart, and the exploits a predictor could try score no better than a fair
+prediction of the same information."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from bench.evaluation import Evaluator, calibrate, calibrated, fixed_size
+from bench.headline import headline, interval, paired_comparison
+from bench.schema import CELL_TYPE, DOSE, DRUG, Condition, conditions_of, same_dose
+from metrics import METRICS
+from predictors import registry
+from predictors.base import Task
+from splits import get_split
+from splits.base import TEST, TRAIN
+
+
+@pytest.fixture(scope="module")
+def setup(smoke):
+    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    ev = Evaluator(smoke.sc, split.conditions(smoke.sc.obs, TEST))
+    task = Task(train=smoke.sc[split.mask(TRAIN)].copy(), bulk=smoke.bulk, test_conditions=ev.conditions,
+                val_conditions=[], truth=smoke.truth)
+    return ev, task
+
+
+def _predict(name: str, task: Task, ev: Evaluator) -> dict[Condition, np.ndarray]:
+    p = registry.create(name, seed=0)
+    p.fit(task)
+    return p.predict_many(ev.conditions, ev.control_source())
+
+
+@pytest.fixture(scope="module")
+def oracle(setup) -> dict[Condition, np.ndarray]:
+    ev, task = setup
+    return _predict("oracle", task, ev)
+
+
+def test_calibrate_is_bounded_defined_and_direction_aware():
+    assert calibrate(0.2, 0.2, 1.0) == 0.0 and calibrate(1.0, 0.2, 1.0) == 1.0
+    assert calibrate(0.6, 0.2, 1.0) == pytest.approx(0.5)
+    assert calibrate(1.0 + 1e-9, 0.2, 1.0) == 1.0  # never above 1
+    assert calibrate(0.1, 0.2, 1.0) < 0  # worse than no change
+    assert calibrate(2.0, 4.0, 0.0) == pytest.approx(1 - 2.0 / 4.0)  # distance: 1 - score/floor
+    assert calibrate(0.7, 1.0, 1.0) == 0.0 and calibrate(0.0, 0.0, 0.0) == 0.0  # floor at best: defined, 0
+    values = calibrate(np.array([0.3, 0.5, 1.0]), np.array([0.5, 0.5, 1.0]), 1.0)
+    np.testing.assert_allclose(values, [-0.4, 0.0, 0.0])
+
+
+def test_controls_score_zero_on_every_calibrated_metric_and_nothing_is_nan_or_above_one(setup, oracle):
+    ev, _ = setup
+    controls = ev.score({c: ev.control_source()(c.cell_type) for c in ev.conditions})
+    best = ev.score(oracle)
+    for m in METRICS:
+        np.testing.assert_allclose(controls[f"{m}_norm"], 0.0, atol=1e-12, err_msg=m)
+        assert calibrated(controls, m) == pytest.approx(0.0, abs=1e-12), m
+        for frame in (controls, best):
+            norm = frame[f"{m}_norm"].to_numpy()
+            assert np.isfinite(norm).all() and (norm <= 1.0).all(), m
+            assert np.isfinite(calibrated(frame, m)) and calibrated(frame, m) <= 1.0, m
+    assert headline(controls) == pytest.approx(0.0, abs=1e-12)
+    assert headline(best) > 0.2
+
+
+def test_more_or_duplicated_cells_of_the_same_distribution_earn_nothing(setup, oracle):
+    """The oracle at the truth's size, the same cells repeated ten times, and ten times as many
+    fresh cells score within sampling noise of each other (duplication earns nothing at all)."""
+    ev, task = setup
+    n = {c: len(ev.true_cells(c)) for c in ev.conditions}
+    small = {c: oracle[c][: n[c]] for c in ev.conditions}
+    repeated = {c: np.repeat(small[c], 10, axis=0) for c in ev.conditions}
+    scores = {k: ev.score(v, replicate=False) for k, v in (("small", small), ("repeated", repeated), ("many", oracle))}
+    assert (scores["small"]["n_pred"] < scores["many"]["n_pred"]).all()
+    base = headline(scores["small"])
+    assert headline(scores["repeated"]) <= base + 1e-9  # duplicated cells: nothing gained
+    other = {c: _predict("oracle", task, ev)[c][n[c] : 2 * n[c]] if len(oracle[c]) >= 2 * n[c] else oracle[c][-n[c]:]
+             for c in ev.conditions}
+    noise = abs(headline(ev.score(other, replicate=False)) - base)  # another fair draw of the same size
+    assert abs(headline(scores["many"]) - base) <= max(3 * noise, 0.03)
+    for m in ("dis", "cov", "mean", "energy_DE50"):
+        assert abs(scores["many"][m].mean() - scores["small"][m].mean()) <= 0.05 * max(1.0, abs(scores["small"][m].mean())), m
+
+
+def test_fixed_size_samples_without_replacement_then_tops_up():
+    cells = np.arange(10, dtype=np.float32)[:, None]
+    rng = np.random.default_rng(0)
+    assert fixed_size(cells, 10, rng) is cells
+    few = fixed_size(cells, 4, rng)
+    assert len(few) == 4 and len(np.unique(few)) == 4
+    more = fixed_size(cells, 25, rng)
+    assert len(more) == 25 and set(np.unique(more)) == set(range(10))
+
+
+@pytest.mark.parametrize("exploit", ["no_change", "train_mean", "denoised_mean", "upsampled", "raw_counts"])
+def test_exploits_score_no_better_than_a_fair_prediction_of_the_same_information(setup, oracle, exploit):
+    ev, task = setup
+    fair = headline(ev.score(oracle, replicate=False))
+    if exploit == "no_change":
+        pred = {c: ev.control_source()(c.cell_type) for c in ev.conditions}
+        assert headline(ev.score(pred, replicate=False)) == pytest.approx(0.0, abs=1e-12)
+        return
+    if exploit == "train_mean":  # less information than the oracle: must not beat it
+        pred = _predict("train_mean", task, ev)
+    elif exploit == "denoised_mean":  # the oracle's information, every cell replaced by its mean
+        pred = {c: np.repeat(v.mean(axis=0, keepdims=True), len(v), axis=0) for c, v in oracle.items()}
+    elif exploit == "upsampled":  # a good prediction copied many times over
+        pred = {c: np.tile(v[:5], (60, 1)) for c, v in oracle.items()}
+    else:  # raw counts where log1p is expected
+        pred = {c: np.expm1(v) for c, v in oracle.items()}
+    frame = ev.score(pred, replicate=False)
+    assert headline(frame) < fair, exploit
+    assert calibrated(frame, "energy_DE50") < calibrated(ev.score(oracle, replicate=False), "energy_DE50"), exploit
+
+
+def test_headline_interval_and_paired_comparison_are_over_drugs(setup, oracle):
+    ev, task = setup
+    good, weak = ev.score(oracle), ev.score(_predict("train_mean", task, ev))
+    low, high = interval(good)
+    assert low <= headline(good) <= high and high - low > 0
+    cmp = paired_comparison(good, weak)
+    assert cmp["drugs"] == good[DRUG].nunique()
+    assert cmp["difference"] == pytest.approx(headline(good) - headline(weak))
+    assert cmp["low"] <= cmp["difference"] <= cmp["high"]
+
+
+def _molar(doses: list[float]) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    rows = [("c", "control", 0.0)] * 20 + [("c", "d", dose) for dose in doses for _ in range(6)]
+    obs = pd.DataFrame(rows, columns=[CELL_TYPE, DRUG, DOSE], index=[f"cell{i}" for i in range(len(rows))])
+    x = rng.random((len(rows), 8)).astype(np.float32)
+    for k, dose in enumerate(doses):  # a different response per dose
+        x[20 + 6 * k : 26 + 6 * k, k] += 3.0
+    return ad.AnnData(sp.csr_matrix(x), obs=obs)
+
+
+def test_molar_doses_stay_apart():
+    adata = _molar([1e-9, 1e-8, 1e-7])
+    conds = conditions_of(adata.obs)
+    assert [c.dose for c in conds] == [1e-9, 1e-8, 1e-7]
+    assert same_dose(np.array([1e-9, 1e-8, 1e-9 * (1 + 1e-12)]), 1e-9).tolist() == [True, False, True]
+    ev = Evaluator(adata, conds)
+    for k, c in enumerate(conds):
+        true = ev.true_cells(c)
+        assert len(true) == 6 and true[:, k].mean() > 3.0  # only that dose's cells
