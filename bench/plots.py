@@ -92,8 +92,8 @@ def _epoch_tables(board: Board) -> dict[str, list[pd.DataFrame]]:
 
 
 def epoch_curves(board: Board, path: Path) -> Path | None:
-    """Per trainable predictor: test score (solid) and validation score (dashed) per epoch, one line
-    per seed; the score is the mean of the paper's six metrics."""
+    """Per trainable predictor, one line per seed: the test score that the paper's protocol selects on
+    (mean of its six metrics; solid) and the validation headline that bench selects on (dashed)."""
     tables = _epoch_tables(board)
     if not tables:
         return None
@@ -102,16 +102,16 @@ def epoch_curves(board: Board, path: Path) -> Path | None:
         for i, frame in enumerate(frames):
             color, seed = f"C{i % 10}", frame["seed"].iloc[0]
             if "test_score" in frame:
-                ax.plot(frame["epoch"], frame["test_score"], "-", color=color, label=f"seed {seed} test")
+                ax.plot(frame["epoch"], frame["test_score"], "-", color=color, label=f"seed {seed} test, paper mean")
             if "val_score" in frame:
-                ax.plot(frame["epoch"], frame["val_score"], "--", color=color, alpha=0.7, label=f"seed {seed} val")
+                ax.plot(frame["epoch"], frame["val_score"], "--", color=color, alpha=0.7, label=f"seed {seed} val, headline")
                 chosen = frame.loc[frame["val_score"].idxmax()]
                 if "test_score" in frame:
                     ax.plot(chosen["epoch"], chosen["test_score"], "*", color=color, ms=11, mec="k")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("score (mean of paper metrics)")
+        ax.set_ylabel("score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Per-epoch scores (solid: test, dashed: validation, star: validation-selected epoch)", fontsize=11)
@@ -160,8 +160,8 @@ def split_plots(board: Board, folder: Path) -> dict[str, Path]:
             metric_bars(board, groups["paper"], folder / f"{board.split}_paper_metrics.png", "Paper metrics (validation-selected epoch), mean ± sd over seeds"),
         "Metrics beyond the paper (validation-selected epoch)":
             metric_bars(board, groups["beyond"], folder / f"{board.split}_beyond_metrics.png", "Metrics beyond the paper (validation-selected epoch)"),
-        "Normalised scores (validation-selected epoch)":
-            metric_bars(board, groups["norm"], folder / f"{board.split}_norm_metrics.png", "Normalised scores: 0 = control-mean floor, 1 = replicate ceiling"),
+        "Calibrated scores (validation-selected epoch)":
+            metric_bars(board, groups["norm"], folder / f"{board.split}_norm_metrics.png", "Calibrated scores: 0 = the real controls, 1 = best value"),
         "Per-epoch test and validation scores": epoch_curves(board, folder / f"{board.split}_epochs.png"),
         "Training time": seconds_chart(board, folder / f"{board.split}_seconds.png"),
     }

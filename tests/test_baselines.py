@@ -42,14 +42,14 @@ def test_training_set_holds_no_test_cell(setup):
 def test_control_mean_returns_the_controls(setup):
     task, ev = setup
     cond = task.test_conditions[0]
-    ctrl = ev.controls(cond.cell_type)
+    ctrl = ev.control_source()(cond.cell_type)
     np.testing.assert_array_equal(_fitted("control_mean", task).predict(cond, ctrl), ctrl)
 
 
 def test_train_mean_shifts_controls_by_the_mean_training_effect(setup):
     task, ev = setup
     cond = task.test_conditions[0]
-    ctrl = ev.controls(cond.cell_type)
+    ctrl = ev.control_source()(cond.cell_type)
     pred = _fitted("train_mean", task).predict(cond, ctrl)
     drugs = sorted({c.drug for c in task.training_conditions() if c.cell_type == cond.cell_type})
     expected = np.mean([task.cells(cond.cell_type, d, cond.dose).mean(axis=0) for d in drugs], axis=0) - ctrl.mean(axis=0)
@@ -59,11 +59,11 @@ def test_train_mean_shifts_controls_by_the_mean_training_effect(setup):
 def test_random_uses_five_training_conditions_of_the_cell_type(setup):
     task, ev = setup
     cond = task.test_conditions[0]
-    pred = _fitted("random", task, seed=3).predict(cond, ev.controls(cond.cell_type))
+    pred = _fitted("random", task, seed=3).predict(cond, ev.control_source()(cond.cell_type))
     sizes = {len(task.cells(c.cell_type, c.drug, c.dose)) for c in task.training_conditions()}
     assert len(sizes) == 1 and pred.shape[0] == 5 * sizes.pop()
-    again = _fitted("random", task, seed=3).predict(cond, ev.controls(cond.cell_type))
-    other = _fitted("random", task, seed=4).predict(cond, ev.controls(cond.cell_type))
+    again = _fitted("random", task, seed=3).predict(cond, ev.control_source()(cond.cell_type))
+    other = _fitted("random", task, seed=4).predict(cond, ev.control_source()(cond.cell_type))
     np.testing.assert_array_equal(pred, again)
     assert not np.array_equal(pred, other)
 

@@ -27,7 +27,7 @@ def test_run_writes_results_for_every_predictor_and_seed(run_dir):
             assert result["status"] == "ok", result
             assert 0.0 < result["val_selected"]["mean"] <= 1.0
             conditions = pd.read_csv(run_dir / "runs" / name / f"seed{seed}" / "conditions.csv")
-            assert {"test", "val"} == set(conditions["role"])
+            assert {"val_selected", "test_selected"} == set(conditions["selection"])
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["split_summary"]["test_conditions"] > 0
     board = (run_dir / "leaderboard.md").read_text()
@@ -37,7 +37,7 @@ def test_run_writes_results_for_every_predictor_and_seed(run_dir):
 
 def test_leaderboard_command_publishes_markdown(run_dir, tmp_path, capsys):
     assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "lb")]) == 0
-    text = next((tmp_path / "lb").glob("*.md")).read_text()
+    text = (tmp_path / "lb" / "unseen_drugs.md").read_text()
     assert "mean_DE50" in text and "dis_DE10" in text and "knn" in text
 
 

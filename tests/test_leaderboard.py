@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -16,7 +14,8 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.publish import MANIFEST, RESULTS, best_values, condition_scores, load_boards, ranking, render_split_page
+from bench.headline import headline
+from bench.publish import MANIFEST, RESULTS, best_values, load_boards, pooled_conditions, ranking, render_split_page
 from bench.runner import PAPER_METRICS
 from metrics import METRICS
 from metrics.registry import Metric
@@ -71,9 +70,10 @@ def test_overview_and_page_are_written_with_provenance(board_dir, run_dir):
     assert f"torch {meta['versions']['torch']}" in page
     assert ", ".join(meta["split_summary"]["test_drug_names"]) in page
     top = table_after(overview, "| rank")
-    assert "oracle" not in top.index and list(top["rank"]) == ["1", "2", "3"]
-    scores = top["score"].astype(float)
-    assert scores.is_monotonic_decreasing
+    methods = top[top["rank"] != "-"]
+    assert "oracle (reference)" in top.index and "oracle" not in methods.index
+    assert list(methods["rank"]) == [str(i) for i in range(1, len(methods) + 1)]
+    assert methods["headline"].astype(float).is_monotonic_decreasing
 
 
 def test_tables_follow_registry_order_and_paper_columns_come_first(board_dir, run_dir):
@@ -135,7 +135,7 @@ def test_missing_and_new_metric_columns_render(run_dir, tmp_path):
     assert {"delta", "brand_new"} <= set(beyond.columns) and beyond.loc["knn", "delta"] == "-"
     assert beyond.loc["random", "delta"].strip("*").startswith("0.050 ± 0.071")
     assert not any("**" in c for c in beyond["brand_new"])  # direction unknown: nothing marked
-    norm = table_after(page, "Normalised scores")
+    norm = table_after(page, "Calibrated scores")
     assert "delta_norm" in norm.columns and all(c.endswith("_norm") for c in norm.columns)
 
 
@@ -198,25 +198,17 @@ def test_rerendering_replaces_generated_files_only(run_dir, tmp_path):
 
 def test_bench_run_still_prints_its_leaderboard(run_dir):
     text = (run_dir / "leaderboard.md").read_text()
-    assert "Paper protocol" in text and "| knn |" in text and "Paired test" in text
+    assert "Paper protocol" in text and "| knn |" in text and "95% paired bootstrap interval" in text
 
 
-def test_condition_scores_feed_the_paired_test_hook(run_dir, monkeypatch):
+def test_pooled_conditions_average_seeds_and_feed_the_headline(run_dir):
     board = load_boards([run_dir])["unseen_drugs"]
+    n_test = json.loads((run_dir / "run.json").read_text())["split_summary"]["test_conditions"]
     for name in ("knn", "dose_shift"):
-        scores = condition_scores(board, name)
+        pooled = pooled_conditions(board, name)
         runs = [r for r in board.ok() if r["predictor"] == name]
-        expected = sum(sum(r["val_selected"][m] for m in PAPER_METRICS) / 6 for r in runs) / len(runs)
-        assert len(scores) == json.loads((run_dir / "run.json").read_text())["split_summary"]["test_conditions"]
-        assert scores.mean() == pytest.approx(expected, abs=1e-9)
-    seen = {}
-
-    def paired_test(a, b):
-        seen["a"], seen["b"] = a, b
-        return "p = 0.01 (toy)"
-
-    monkeypatch.setitem(sys.modules, "bench.stats", types.SimpleNamespace(paired_test=paired_test))
-    page = render_split_page(board)
-    top = ranking(board)["predictor"].tolist()[:2]
-    assert f"Paired test over {len(seen['a'])} test conditions, {top[0]} vs {top[1]}: p = 0.01 (toy)" in page
-    assert seen["a"].index.equals(seen["b"].index)
+        assert len(pooled) == n_test
+        expected = sum(r["val_selected"]["mean"] for r in runs) / len(runs)
+        assert pooled["mean"].mean() == pytest.approx(expected, abs=1e-9)
+    ranked = ranking(board)
+    assert list(ranked["predictor"]) == sorted(ranked["predictor"], key=lambda n: -headline(pooled_conditions(board, n)))

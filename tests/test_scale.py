@@ -101,8 +101,8 @@ def test_predictions_are_requested_and_scored_in_batches(smoke, monkeypatch):
         calls.append(len(conditions))
         return {c: controls(c.cell_type) + 0.1 for c in conditions}
 
-    whole = ev.score(predict_many(ev.conditions, ev.controls))
-    largest = max(ev.controls(ct).nbytes for ct in {c.cell_type for c in ev.conditions})
+    whole = ev.score(predict_many(ev.conditions, ev.control_source()))
+    largest = max(ev.control_source()(ct).nbytes for ct in {c.cell_type for c in ev.conditions})
     monkeypatch.setattr(evaluation, "PREDICTION_BATCH_BYTES", 3 * largest)
     calls.clear()
     batched = ev.score_predictor(predict_many)

@@ -147,3 +147,16 @@ def test_molar_doses_stay_apart():
     for k, c in enumerate(conds):
         true = ev.true_cells(c)
         assert len(true) == 6 and true[:, k].mean() > 3.0  # only that dose's cells
+
+
+def test_leaderboard_ranks_on_the_headline_and_reports_the_drug_level_comparison(tmp_path):
+    from bench.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--data", "smoke", "--predictors", "control_mean,train_mean,oracle", "--seeds", "0,1", "--out", str(out)]) == 0
+    board = (out / "leaderboard.md").read_text()
+    line = next(l for l in board.splitlines() if l.startswith("train_mean vs control_mean over"))
+    assert "95% paired bootstrap interval" in line and "Wilcoxon signed-rank one-sided p =" in line
+    table = board[board.index("| rank | predictor | headline"):].split("\n\n")[0].splitlines()
+    assert table[2].startswith("| - | oracle (reference)") and table[3].startswith("| 1 | train_mean")
+    assert any(row.startswith("| 2 | control_mean | 0.000 |") for row in table)
