@@ -3,8 +3,8 @@
 Three rules make scores comparable across predictors (docs/metrics.md):
 - every predicted set is scored at the size of the truth: a seeded sample of as many predicted cells
   as the condition has true cells, so more or duplicated cells earn nothing;
-- each metric is calibrated per condition: 0 = the real control cells used as the prediction (or the
-  metric's chance level where "no change" scores below chance), 1 = the metric's best value;
+- each metric is calibrated per condition: 0 = the real control cells used as the prediction, 1 =
+  the metric's best value (metrics score "no change" at their chance level, docs/metrics.md);
 - a replicate reference (half of the true cells predicting the other half) is shown beside the
   scores, never used as a divisor.
 """
@@ -68,13 +68,6 @@ def fixed_size(cells: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     if m > n:
         return cells[np.sort(rng.choice(m, n, replace=False))]
     return cells[np.concatenate([np.arange(m), rng.integers(0, m, n - m)])]
-
-
-def effective_floor(metric: Metric, control_score):
-    """The calibration floor: the controls' score, or the chance level where that is better."""
-    if metric.chance is None:
-        return control_score
-    return np.maximum(control_score, metric.chance) if metric.higher_is_better else np.minimum(control_score, metric.chance)
 
 
 def calibrate(score, floor, best: float):
@@ -257,7 +250,7 @@ class Evaluator:
         ref = self.replicate(chosen) if replicate else None
         for m in chosen:
             frame[m.name] = raw[m.name].to_numpy()
-            frame[f"{m.name}_floor"] = effective_floor(m, floor[m.name].to_numpy())
+            frame[f"{m.name}_floor"] = floor[m.name].to_numpy()
             frame[f"{m.name}_norm"] = calibrate(frame[m.name], frame[f"{m.name}_floor"], m.best)
             if ref is not None:
                 frame[f"{m.name}_replicate"] = ref[m.name].to_numpy()

@@ -91,8 +91,9 @@ SplitMetricFn = Callable[[SplitData], np.ndarray]
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric. `chance`: the score of an uninformative guess where it is better than
-    "no change" (the calibrated floor is then the chance level). `split_level`: `fn` takes the
+    """A registered metric. `chance`: the expected score of an uninformative prediction, where the
+    metric has one; such a metric scores "no change" at that level (a tie counts as a coin flip), so
+    the real controls, the calibration floor, never sit below chance. `split_level`: `fn` takes the
     whole split's `SplitData` and returns one value per condition instead of one `ConditionData`."""
 
     name: str

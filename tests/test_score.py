@@ -54,6 +54,43 @@ def test_identical_cells_score_perfectly(files, tmp_path, capsys):
     np.testing.assert_allclose(frame[["mean", "dis", "delta", "cov"]].to_numpy(), 1.0, atol=1e-6)
 
 
+def _score(files, pred: ad.AnnData, tmp_path, name: str) -> pd.DataFrame:
+    pred.write_h5ad(tmp_path / f"{name}.h5ad")
+    out = tmp_path / f"{name}.csv"
+    assert main(["score", "--truth", str(files / "truth.h5ad"), "--pred", str(tmp_path / f"{name}.h5ad"), "--out", str(out), *KEYS]) == 0
+    return pd.read_csv(out)
+
+
+def test_controls_as_prediction_score_zero_calibrated_and_nothing_is_nan_or_above_one(files, tmp_path, capsys):
+    """The real controls relabelled as each condition: every calibrated score 0, printed and written."""
+    truth = ad.read_h5ad(files / "truth.h5ad")
+    obs = truth.obs
+    blocks = []
+    for (line, drug, dose), _ in obs[obs["condition"].isin(["D000", "D001"])].groupby(["cell_line", "condition", "dose_nM"], observed=True):
+        ctrl = truth[(obs["cell_line"] == line).to_numpy() & (obs["condition"] == "DMSO").to_numpy()].copy()
+        ctrl.obs["condition"], ctrl.obs["dose_nM"] = drug, dose
+        ctrl.obs_names = [f"{n}-{drug}-{dose}" for n in ctrl.obs_names]
+        blocks.append(ctrl)
+    frame = _score(files, ad.concat(blocks), tmp_path, "controls")
+    norms = frame[[c for c in frame.columns if c.endswith("_norm")]]
+    np.testing.assert_allclose(norms.to_numpy(), 0.0, atol=1e-12)
+    printed = capsys.readouterr().out
+    assert "headline 0.000" in printed and "nan" not in printed.lower()
+    shuffled = _score(files, ad.read_h5ad(files / "pred.h5ad"), tmp_path, "shuffled")
+    values = shuffled[[c for c in shuffled.columns if c.endswith("_norm")]].to_numpy()
+    assert np.isfinite(values).all() and (values <= 1.0).all()
+
+
+def test_control_cells_in_the_prediction_file_change_nothing(files, tmp_path):
+    """bench takes the controls from the truth: altered controls in a prediction file are ignored."""
+    truth = ad.read_h5ad(files / "truth.h5ad")
+    pred = ad.read_h5ad(files / "pred.h5ad")
+    ctrl = truth[(truth.obs["condition"] == "DMSO").to_numpy()].copy()
+    ctrl.X = sp.csr_matrix(ctrl.X.toarray() * 3.0 + 1.0)  # controls a tool might have altered
+    with_controls = ad.concat([pred, ctrl])
+    pd.testing.assert_frame_equal(_score(files, with_controls, tmp_path, "with_controls"), _score(files, pred, tmp_path, "plain"))
+
+
 def test_errors_are_one_line(files, tmp_path, capsys):
     truth, pred = str(files / "truth.h5ad"), str(files / "pred.h5ad")
     cases = [

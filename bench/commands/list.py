@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     print("splits:")
     for name, desc in split_names().items():
         print(f"  {name:16s} {desc}")
-    print("metrics (best value):")
+    print("metrics (best value, chance level where defined):")
     for m in get_metrics():
-        print(f"  {m.name:16s} ({m.best:g}) {m.description}")
+        levels = f"{m.best:g}" + ("" if m.chance is None else f", chance {m.chance:g}")
+        print(f"  {m.name:24s} ({levels}) {m.description}")
     return 0
