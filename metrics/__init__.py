@@ -1,7 +1,7 @@
 """Metrics: registered pure functions scored per test condition (or per split, one value per
 condition), then averaged over conditions."""
 
-from metrics import beyond, correlation  # noqa: F401  (importing registers the metrics)
+from metrics import beyond, correlation, peer  # noqa: F401  (importing registers the metrics)
 from metrics.registry import (
     METRICS,
     ConditionData,

@@ -1,0 +1,132 @@
+"""Peer metrics under the names cell-eval (and the Virtual Cell Challenge) report, plus Systema's
+centroid accuracy, so bench scores can be read next to theirs (docs/metrics.md, "Peer metrics").
+
+- `mse`, `mae`: error of the predicted pseudobulk (per-gene mean) against the true one;
+  `mse_delta`, `mae_delta`: the same on mean changes from the real control mean.
+- `overlap_at_N`, `overlap_at_50`, `precision_at_50`, `de_direction_match`: agreement of the
+  Wilcoxon DE genes of the prediction with those of the truth, both against the real controls
+  (`metrics.wilcoxon`).
+- `discrimination_score_l1` and `centroid_accuracy` (split-level): how well a condition's prediction
+  singles out its own truth among the truths of the other conditions of its cell type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from metrics.registry import ConditionData, SplitData, register_metric, register_split_metric
+from metrics.wilcoxon import DEResult, differential_expression
+
+TOP_DE = 50
+CHANCE_RANK = 0.5  # expected score of a random ranking (discrimination, centroids, signs)
+
+
+def pseudobulk_errors(data: ConditionData) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted - true per-gene means, predicted - true mean changes from the control mean),
+    float64; computed once per condition and shared by the four error metrics."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        base = data.control_mean_var()[0]
+        true, pred = data.true.mean(axis=0, dtype=np.float64), data.pred.mean(axis=0, dtype=np.float64)
+        return pred - true, (pred - base) - (true - base)
+
+    return data.cached(("peer", "errors"), compute)
+
+
+def register_errors(name: str, what: str, delta: bool, reduce: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Register one pseudobulk error metric (lower is better, 0 for a perfect prediction)."""
+
+    @register_metric(name, 0.0, what, higher_is_better=False)
+    def metric(data: ConditionData) -> float:
+        return float(np.mean(reduce(pseudobulk_errors(data)[int(delta)])))
+
+
+register_errors("mse", "mean squared error of the predicted vs true per-gene means", False, np.square)
+register_errors("mae", "mean absolute error of the predicted vs true per-gene means", False, np.abs)
+register_errors("mse_delta", "mean squared error of the predicted vs true mean change from the real control mean", True, np.square)
+register_errors("mae_delta", "mean absolute error of the predicted vs true mean change from the real control mean", True, np.abs)
+
+
+def de_pair(data: ConditionData) -> tuple[DEResult, DEResult]:
+    """(true, predicted) Wilcoxon DE against the real controls; the true side once per condition."""
+    true = data.truth_cached(("peer", "wilcoxon"), lambda: differential_expression(data.true, data.control))
+    pred = data.cached(("peer", "wilcoxon"), lambda: differential_expression(data.pred, data.control))
+    return true, pred
+
+
+def top_overlap(true: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Share of the first `k` true genes among the first `k` predicted ones (0 for k = 0)."""
+    return len(np.intersect1d(true[:k], pred[:k])) / k if k > 0 else 0.0
+
+
+@register_metric("overlap_at_N", 1.0, "share of the N significant true DE genes among the top-N predicted DE genes (Wilcoxon, FDR < 0.05, by |log2 FC|)")
+def overlap_at_n(data: ConditionData) -> float:
+    true, pred = de_pair(data)
+    return top_overlap(true.ranked, pred.ranked, len(true.ranked))
+
+
+@register_metric("overlap_at_50", 1.0, "share of the top-50 significant true DE genes among the top-50 predicted ones (fewer when fewer are significant)")
+def overlap_at_50(data: ConditionData) -> float:
+    true, pred = de_pair(data)
+    return top_overlap(true.ranked, pred.ranked, min(TOP_DE, len(true.ranked)))
+
+
+@register_metric("precision_at_50", 1.0, "share of the top-50 significant predicted DE genes among the top-50 true ones (fewer when fewer are predicted)")
+def precision_at_50(data: ConditionData) -> float:
+    true, pred = de_pair(data)
+    return top_overlap(true.ranked, pred.ranked, min(TOP_DE, len(pred.ranked)))
+
+
+@register_metric("de_direction_match", 1.0, "share of the significant true DE genes whose predicted log2 fold change has the true sign",
+                 chance=CHANCE_RANK)
+def de_direction_match(data: ConditionData) -> float:
+    """The chance level (0.5) where the truth has no significant DE gene: no direction to match."""
+    true, pred = de_pair(data)
+    if len(true.ranked) == 0:
+        return CHANCE_RANK
+    genes = true.ranked
+    return float(np.mean(np.sign(true.lfc[genes]) == np.sign(pred.lfc[genes])))
+
+
+def per_cell_type(split: SplitData, score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """`score(pred, true)` over the rows of each cell type at a time (each cell type has its own
+    controls, as cell-eval evaluates one cell line at a time); one value per row."""
+    out = np.empty(len(split.cell_types))
+    for ct in np.unique(split.cell_types):
+        rows = np.flatnonzero(split.cell_types == ct)
+        out[rows] = score(split.pred_deltas[rows], split.true_deltas[rows])
+    return out
+
+
+def discrimination(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """1 - rank / C, rank = how many of the C true changes are nearer (L1) to the prediction than
+    its own (exact ties count half)."""
+    dist = cdist(pred, true, "cityblock")
+    own = np.diag(dist)[:, None]
+    ties = (dist == own).sum(axis=1) - 1
+    rank = (dist < own).sum(axis=1) + 0.5 * ties
+    return 1.0 - rank / len(true)
+
+
+@register_split_metric("discrimination_score_l1", 1.0, "1 - normalised rank of the true mean change among those of the cell type's conditions, by L1 distance to the predicted change",
+                       chance=CHANCE_RANK)
+def discrimination_score_l1(split: SplitData) -> np.ndarray:
+    return per_cell_type(split, discrimination)
+
+
+def centroid_hits(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Share of the other C - 1 true centroids strictly farther (Euclidean) from the prediction
+    than its own; 1 for a cell type with a single condition (nothing to confuse it with)."""
+    if len(true) < 2:
+        return np.ones(len(true))
+    dist = cdist(pred, true, "euclidean")
+    return (dist > np.diag(dist)[:, None]).sum(axis=1) / (len(true) - 1)
+
+
+@register_split_metric("centroid_accuracy", 1.0, "share of the other conditions' true centroids farther (Euclidean) from the prediction than its own (Systema)",
+                       chance=CHANCE_RANK)
+def centroid_accuracy(split: SplitData) -> np.ndarray:
+    return per_cell_type(split, centroid_hits)
