@@ -10,7 +10,7 @@ from scipy.stats import mannwhitneyu
 
 from metrics import METRICS, ConditionData, SplitData
 from metrics.de import rank_by_abs_t
-from metrics.peer import CHANCE_RANK
+from metrics.peer import CHANCE_RANK, NOTHING_TO_MATCH
 from metrics.wilcoxon import RankReference, differential_expression, log2_fold_change, rank_sum_pvalues
 
 CONDITION_METRICS = ["mse", "mae", "mse_delta", "mae_delta", "overlap_at_N", "overlap_at_50", "precision_at_50", "de_direction_match"]
@@ -121,11 +121,12 @@ def test_parity_fixture_is_not_trivial(parity):
     assert ours.loc["inert", "overlap_at_N"] == 0 and np.isnan(theirs.loc["inert", "de_direction_match"])
 
 
-def test_direction_without_true_de_genes_is_chance(parity):
+def test_direction_without_true_de_genes_scores_best():
     """cell-eval leaves de_direction_match out where the truth has no significant gene; bench
-    scores it at chance, so it calibrates to 0 for every prediction."""
-    ours, _ = parity
-    assert ours.loc["inert", "de_direction_match"] == CHANCE_RANK
+    scores every prediction 1 there, the controls included: no room, no weight once calibrated."""
+    ctrl, true, pred = make_fixture()
+    for guess in (pred["inert"], pred["drugA"], ctrl[: len(true["inert"])]):
+        assert METRICS["de_direction_match"](condition(true["inert"], guess, ctrl)) == NOTHING_TO_MATCH
 
 
 # ---------------------------------------------------------------- the Wilcoxon engine
@@ -205,15 +206,17 @@ def test_no_change_scores_chance_on_average():
     assert METRICS["centroid_accuracy"](split).mean() == pytest.approx(CHANCE_RANK)
     c = len(true)
     assert METRICS["discrimination_score_l1"](split).mean() == pytest.approx((c + 1) / (2 * c))
-    for name in ["centroid_accuracy", "discrimination_score_l1", "de_direction_match"]:
+    for name in SPLIT_METRICS:
         assert METRICS[name].chance == CHANCE_RANK and METRICS[name].higher_is_better
 
 
 def test_directions_and_best_values():
     for name in ["mse", "mae", "mse_delta", "mae_delta"]:
-        assert METRICS[name].best == 0.0 and not METRICS[name].higher_is_better and METRICS[name].chance is None
+        assert METRICS[name].best == 0.0 and not METRICS[name].higher_is_better
     for name in DE_METRICS + SPLIT_METRICS:
         assert METRICS[name].best == 1.0 and METRICS[name].higher_is_better
+    # no chance level where "no change" scores below an uninformative guess (the registry's contract)
+    assert all(METRICS[name].chance is None for name in CONDITION_METRICS)
     assert all(METRICS[name].split_level for name in SPLIT_METRICS)
 
 
