@@ -36,7 +36,7 @@ from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from metrics import get_metrics
 from predictors import registry
-from predictors.base import Task
+from predictors.base import StopTraining, Task
 from splits import Split
 from splits.base import TEST, TRAIN, VAL
 
@@ -58,6 +58,7 @@ class RunConfig:
     cache_dir: Path = Path(".bench-cache")
     overrides: dict = field(default_factory=dict)  # predictor name -> option overrides
     force: bool = False  # recompute runs even when a finished run with the same key exists
+    patience: int | None = None  # stop training after this many epochs without a validation gain
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,10 @@ class _EpochLog:
     conditions, the headline on the validation conditions) and keeps the scored test predictions of
     the epochs selected so far; the full metric set is computed once, at the selected epochs."""
 
-    def __init__(self, predictor, test_eval: Evaluator, val_eval: Evaluator | None, bar) -> None:
+    def __init__(self, predictor, test_eval: Evaluator, val_eval: Evaluator | None, bar, patience: int | None = None) -> None:
         self.predictor, self.test_eval, self.val_eval, self.bar = predictor, test_eval, val_eval, bar
+        self.patience = patience if val_eval is not None else None
+        self.stopped_at: int | None = None
         self.rows: list[dict] = []
         self.kept: dict[str, tuple] = {}  # selection -> (score, epoch, sampled test predictions, counts)
         self._mark = time.perf_counter()
@@ -109,6 +112,8 @@ class _EpochLog:
         self._mark = time.perf_counter()
 
     def __call__(self, epoch: int | None, stats: dict) -> None:
+        if self.stopped_at is not None:  # a predictor that swallowed the stop: no more evaluations
+            raise StopTraining(f"training was stopped after epoch {self.stopped_at}")
         seconds = time.perf_counter() - self._mark
         t0 = time.perf_counter()
         row = {"epoch": epoch, "seconds": seconds, **{f"train_{k}": float(v) for k, v in stats.items()}}
@@ -128,6 +133,9 @@ class _EpochLog:
         if self.bar is not None and epoch is not None:
             self.bar.set_postfix_str(f"epoch {epoch} val {row.get('val_score', float('nan')):.3f}")
         self._mark = time.perf_counter()
+        if self.patience and epoch is not None and epoch - self.kept["val_selected"][1] >= self.patience:
+            self.stopped_at = epoch
+            raise StopTraining(f"no validation gain for {self.patience} epochs")
 
     def _keep(self, selection: str, score: float, epoch, sets: dict, counts: dict) -> None:
         """Keep this epoch's test predictions when its score beats every earlier epoch's (ties: the earlier)."""
@@ -152,6 +160,9 @@ class _EpochLog:
         return epochs, pd.concat(frames, ignore_index=True)
 
 
+STOP = "stop"  # the reply that ends training early
+
+
 class EvaluationFailed(RuntimeError):
     """An epoch evaluation failed; the original error is re-raised by the runner after `fit` stops."""
 
@@ -170,6 +181,8 @@ def epoch_channel(log: _EpochLog) -> tuple[Callable[[int, dict], None], Callable
             try:
                 log(*item)
                 replies.put(None)
+            except StopTraining:
+                replies.put(STOP)
             except BaseException as exc:  # noqa: BLE001  handed back to the runner, not to the predictor
                 errors.append(exc)
                 replies.put(f"{type(exc).__name__}: {exc}")
@@ -180,6 +193,8 @@ def epoch_channel(log: _EpochLog) -> tuple[Callable[[int, dict], None], Callable
     def report(epoch: int, stats: dict) -> None:
         requests.put((epoch, dict(stats)))
         error = replies.get()
+        if error == STOP:
+            raise StopTraining(f"stopped after epoch {epoch}: no validation gain")
         if error is not None:
             raise EvaluationFailed(error)
 
@@ -207,7 +222,7 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
     reason = cls.unavailable(task)
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
-    log = _EpochLog(predictor, test_eval, val_eval, bar)
+    log = _EpochLog(predictor, test_eval, val_eval, bar, config.patience)
     task.on_epoch, close = epoch_channel(log)
     t0 = time.perf_counter()
     try:
@@ -215,6 +230,8 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         log.restart_clock()
         try:
             predictor.fit(task)
+        except StopTraining:
+            pass  # early stop: the selected epochs' predictions are kept
         finally:
             error = close()
         if error is not None:
@@ -230,6 +247,7 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
     epochs = pd.DataFrame(log.rows)
     result.update(_summarise(epochs, conditions, selected, cls.trainable and epochs["epoch"].notna().any()))
     result["fit_seconds"] = float(fit_seconds)
+    result["stopped_early_at"] = log.stopped_at
     result["eval_seconds"] = float(epochs["eval_seconds"].sum())
     return result, epochs, conditions
 
@@ -348,7 +366,7 @@ def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
         except Exception:  # noqa: BLE001  run_one records why it cannot be created
             resolved, resources = {}, {"num_cpus": 1}
         for seed in config.seeds:
-            key = run_key(name, resolved, split_fp, seed, config.max_epochs, metric_names, data)
+            key = run_key(name, {**resolved, "patience": config.patience}, split_fp, seed, config.max_epochs, metric_names, data)
             jobs.append(Job(name, seed, key, resources))
     return jobs
 

@@ -27,6 +27,11 @@ def dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
+class StopTraining(Exception):
+    """Raised by `Task.report_epoch` when the harness ends training early (no validation gain for
+    `patience` epochs); let it propagate out of `fit`: the selected epochs' predictions are kept."""
+
+
 @dataclass
 class Task:
     """What a predictor may see while fitting. `train` never holds a validation or test cell."""
@@ -43,7 +48,8 @@ class Task:
     on_epoch: Callable[[int, dict], None] = field(default=lambda epoch, stats: None, repr=False)
 
     def report_epoch(self, epoch: int, **stats: float) -> None:
-        """Call after each training epoch (1-based); the harness evaluates the model at this point."""
+        """Call after each training epoch (1-based); the harness evaluates the model at this point and
+        may raise `StopTraining` to end training early."""
         self.on_epoch(epoch, stats)
 
     def epochs(self, default: int) -> int:

@@ -29,6 +29,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+DEFAULT_PATIENCE = 5  # epochs without a validation gain before training stops
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="fit and evaluate predictors on a split; write results and a leaderboard")
     p.add_argument("--predictors", default="all", help="'all' or comma-separated names (see `bench list`)")
@@ -36,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-column", default=None, help="use the train/test/ood roles stored in this obs column (CPA files)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the drug hold-out (default: 0)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
-    p.add_argument("--epochs", type=int, default=None, help="override the epoch count of trainable predictors")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epoch budget of every trainable predictor (default: each predictor's own)")
+    p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
+                   help=f"stop a trainable predictor after this many epochs without a validation gain; 0: never (default: {DEFAULT_PATIENCE})")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
     p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
+    if args.patience < 0:
+        raise BenchError(f"--patience {args.patience}: expected 0 (never stop early) or a positive integer")
     executor = make_executor(args.executor, args.workers, args.ray_address)
     bench = load_benchmark(args)
     options = {"split_column": args.split_column} if args.split_column else {}
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
-                       force=args.force)
+                       force=args.force, patience=args.patience or None)
     run_benchmark(bench, split, config, out, executor)
     text = render_markdown(out)
     atomic_write_text(out / "leaderboard.md", text)
