@@ -3,7 +3,8 @@ intervals from a bootstrap over held-out drugs (a drug's conditions are not inde
 
 It is the mean of four calibrated scores (0 = the real controls, 1 = perfect): the mean change
 (`delta_DE50`), DE recovery (`overlap_at_N`), the distribution (`energy_DE50`) and discrimination
-among the split's conditions (`discrimination_score_l1`). See docs/metrics.md.
+among the split's conditions (`discrimination_score_l1`); each component enters at no less than -1
+(twice as far from the truth as no change, for a distance). See docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bench.schema import DRUG
 from metrics import METRICS
 
 HEADLINE_METRICS = ("delta_DE50", "overlap_at_N", "energy_DE50", "discrimination_score_l1")
+COMPONENT_MIN = -1.0  # a component enters the headline at no less than this: one failure cannot drown the rest
 BOOTSTRAP = 2000
 LEVEL = 0.95
 
@@ -37,10 +39,10 @@ def _drug_sums(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.nd
 
 def _from_sums(counts, scores: np.ndarray, floors: np.ndarray, names: list[str]) -> np.ndarray:
     """Headline from condition counts and summed scores/floors (last axis: components): the ratio of
-    means of each component calibrated, then their mean."""
+    means of each component calibrated, clipped below at COMPONENT_MIN, then their mean."""
     n = np.asarray(counts, dtype=float)[..., None]
     best = np.array([METRICS[m].best for m in names])
-    return calibrate(scores / n, floors / n, best).mean(axis=-1)
+    return np.maximum(calibrate(scores / n, floors / n, best), COMPONENT_MIN).mean(axis=-1)
 
 
 def headline(frame: pd.DataFrame) -> float:

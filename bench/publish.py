@@ -56,7 +56,10 @@ def summary_frame(board: Board, selection: str) -> pd.DataFrame:
 
 
 def _fmt(value: float, digits: int = 3) -> str:
-    return "-" if pd.isna(value) else f"{value:.{digits}f}"
+    if pd.isna(value):
+        return "-"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def best_values(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
@@ -195,7 +198,7 @@ def significance_lines(board: Board) -> list[str]:
     cmp = paired_comparison(a, b)
     if pd.isna(cmp["low"]):
         return [f"{top[0]} vs {top[1]}: headline difference {cmp['difference']:+.3f}; one held-out drug, no interval."]
-    verdict = "ahead" if cmp["low"] > 0 else "not separated from"
+    verdict = "ahead of" if cmp["low"] > 0 else "not separated from"
     return [
         f"{top[0]} vs {top[1]} over {cmp['drugs']} held-out drugs: headline difference {cmp['difference']:+.3f} "
         f"(95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}); {top[0]} ahead on "
@@ -213,7 +216,8 @@ HEADLINE_NOTE = (
     "Headline: the mean of four calibrated scores (0 = the real control cells as the prediction, 1 = a "
     "perfect prediction; below 0 = worse than no change): mean change on the top-50 DE genes "
     "(`delta_DE50`), DE-gene recovery (`overlap_at_N`), distribution distance (`energy_DE50`) and "
-    "discrimination among the split's conditions (`discrimination_score_l1`). Validation-selected epoch, "
+    "discrimination among the split's conditions (`discrimination_score_l1`), each counted at no less "
+    "than -1 in the mean. Validation-selected epoch, "
     "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over held-out drugs. "
     "`replicate` is a reference, not a method: half of the true cells predicting the other half."
 )
