@@ -11,7 +11,7 @@ from scipy.stats import mannwhitneyu
 from metrics import METRICS, ConditionData, SplitData
 from metrics.de import rank_by_abs_t
 from metrics.peer import CHANCE_RANK, NOTHING_TO_MATCH
-from metrics.wilcoxon import RankReference, differential_expression, log2_fold_change, rank_sum_pvalues
+from metrics.wilcoxon import RankReference, differential_expression, log2_fold_change, rank_sum_pvalues, reference_for
 
 CONDITION_METRICS = ["mse", "mae", "mse_delta", "mae_delta", "overlap_at_N", "overlap_at_50", "precision_at_50", "de_direction_match"]
 SPLIT_METRICS = ["discrimination_score_l1", "centroid_accuracy"]
@@ -161,9 +161,7 @@ def test_significant_genes_ranked_by_abs_fold_change():
 
 
 def test_reference_reused_per_control_matrix():
-    ctrl, true, pred = make_fixture()
-    from metrics.wilcoxon import reference_for
-
+    ctrl = make_fixture()[0]
     assert reference_for(ctrl) is reference_for(ctrl)
     assert reference_for(ctrl.copy()) is not reference_for(ctrl)
 
