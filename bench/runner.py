@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
 from bench.data.benchmark import Benchmark
+from bench.data.combinations import combination_problem
 from bench.evaluation import Evaluator, calibrated
 from bench.executors import LocalExecutor
 from bench.headline import headline, headline_metrics, interval
@@ -219,7 +220,7 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty
     result.update(trainable=cls.trainable, reference=cls.reference, options=predictor.config)
     task = make_task(cls, bench, split, test_eval, val_eval, config, seed)
-    reason = cls.unavailable(task)
+    reason = cls.unavailable(task) or combination_problem(cls, task.test_conditions + task.val_conditions)
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
     log = _EpochLog(predictor, test_eval, val_eval, bar, config.patience)

@@ -88,6 +88,10 @@ class Predictor(ABC):
     packages: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[dict] = {}
     reference: ClassVar[bool] = False  # a bound, not a method (e.g. the oracle)
+    # Whether predict() takes a drug combination `A+B` as a condition of its own; None: only when it
+    # has no `needs` and no `packages` (see bench/data/combinations.py). A predictor that cannot is
+    # skipped, with the reason, on a split whose held-out conditions include combinations.
+    combinations: ClassVar[bool | None] = None
 
     def __init__(self, seed: int = 0, **config) -> None:
         unknown = set(config) - set(self.defaults)

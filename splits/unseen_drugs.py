@@ -1,4 +1,6 @@
-"""The `unseen_drugs` split: whole drugs (all doses, all cell types) held out of training."""
+"""The `unseen_drugs` split: whole drugs (all doses, all cell types) held out of training. A drug
+combination (`A+B`) is held out with any drug it contains, so a held-out drug never reaches
+training inside a combination."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.data.combinations import components, is_combination
 from bench.errors import BenchError, closest
 from bench.schema import CONTROL, DRUG
 from splits.base import TEST, TRAIN, VAL, Split, register_split
@@ -28,16 +31,25 @@ def unseen_drugs(
     roles stored in that obs column instead (train/test/ood as in CPA files)."""
     if split_column is not None:
         return from_obs_column(adata, split_column, control=control)
-    drugs = np.array(sorted(set(adata.obs[DRUG].astype(str)) - {control}))
+    labels = adata.obs[DRUG].astype(str)
+    names = sorted(set(labels) - {control})
+    drugs = np.array(sorted({d for name in names for d in components(name)}))
     if len(drugs) < 3:
         raise BenchError(f"unseen_drugs needs at least 3 treated drugs, found {len(drugs)}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(drugs)
     n_test = max(1, int(round(test_fraction * len(drugs))))
     n_val = max(1, int(round(val_fraction * len(drugs))))
-    role = {d: TEST for d in order[:n_test]} | {d: VAL for d in order[n_test : n_test + n_val]}
-    labels = adata.obs[DRUG].astype(str).map(lambda d: role.get(d, TRAIN))
-    return Split("unseen_drugs", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control)
+    held = {d: TEST for d in order[:n_test]} | {d: VAL for d in order[n_test : n_test + n_val]}
+    role = {name: _role(name, held) for name in names}
+    roles = labels.map(lambda d: role.get(d, TRAIN))
+    return Split("unseen_drugs", pd.Series(roles.to_numpy(), index=adata.obs_names), seed=seed, control=control)
+
+
+def _role(label: str, held: dict[str, str]) -> str:
+    """A label's role: test if any of its drugs is a test drug, else validation if any is one."""
+    roles = {held.get(d, TRAIN) for d in components(label)}
+    return TEST if TEST in roles else VAL if VAL in roles else TRAIN
 
 
 def from_obs_column(adata: ad.AnnData, column: str, control: str = CONTROL) -> Split:
@@ -50,5 +62,18 @@ def from_obs_column(adata: ad.AnnData, column: str, control: str = CONTROL) -> S
     if unknown:
         raise BenchError(f"split column '{column}' has value(s) {unknown}: expected train, test or ood")
     labels = values.map(OBS_SPLIT_VALUES)
-    labels[adata.obs[DRUG].astype(str).to_numpy() == control] = TRAIN
+    drugs = adata.obs[DRUG].astype(str)
+    labels[drugs.to_numpy() == control] = TRAIN
+    if any(is_combination(d) for d in drugs.unique()):
+        _check_combinations(pd.DataFrame({"drug": drugs.to_numpy(), "role": labels.to_numpy()}), column)
     return Split("unseen_drugs", pd.Series(labels.to_numpy(), index=adata.obs_names), control=control)
+
+
+def _check_combinations(roles: pd.DataFrame, column: str) -> None:
+    """A stored split must hold a training combination's drugs in training too."""
+    pairs = roles.drop_duplicates()
+    held = {d: r for d, r in pairs.itertuples(index=False) if r != TRAIN and len(components(d)) == 1}
+    leaks = sorted(d for d, r in pairs.itertuples(index=False) if r == TRAIN and _role(d, held) != TRAIN)
+    if leaks:
+        raise BenchError(f"split column '{column}': training combination(s) {', '.join(leaks[:3])} contain a held-out "
+                         "drug; hold each combination out with its drugs")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.data.benchmark import Benchmark, load_default
+from bench.data.doses import NM_PER_UNIT
 from bench.data.synthetic import SIZES
 from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
@@ -21,7 +22,11 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bulk", type=Path, default=None, help="bulk set: LINCS h5ad, L1000 .gct or .gctx (side-cars beside it)")
     g.add_argument("--drug-key", default=None, help="single-cell obs column of the drug (default: drug, else condition)")
     g.add_argument("--cell-type-key", default=None, help="single-cell obs column of the cell type (default: cell_type)")
-    g.add_argument("--dose-key", default=None, help="single-cell obs column of the dose in nM (default: dose; dose_val is x10,000)")
+    g.add_argument("--dose-key", default=None,
+                   help="single-cell obs column of the dose (default: dose, pert_dose or dose_val); none: one dose per drug")
+    g.add_argument("--dose-unit", default=None, choices=list(NM_PER_UNIT),
+                   help="unit of plain dose numbers (default: nM; dose_val is x10,000 nM, pert_dose µM); "
+                        "doses written with a unit ('10 µM') keep their own")
     g.add_argument("--control", default=CONTROL, help=f"drug label of control cells (default: {CONTROL}; DMSO/vehicle detected)")
     g.add_argument("--smiles", type=Path, action="append", default=[], metavar="CSV",
                    help="table of 'drug name or pert_id,SMILES' rows attached as obs 'smiles' (repeatable)")
@@ -37,7 +42,7 @@ def load_benchmark(args: argparse.Namespace) -> Benchmark:
     from bench.data.loaders import ObsKeys, load_bulk, load_single_cell
     from bench.data.validate import check_shared_genes
 
-    keys = ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control)
+    keys = ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control, args.dose_unit)
     sc = load_single_cell(args.sc, keys)
     bulk = load_bulk(args.bulk, ObsKeys(control=args.control)) if args.bulk is not None else None
     if bulk is not None:

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.data.combinations import is_combination
 from bench.errors import BenchError
 from bench.executors import EXECUTORS, make_executor
 from bench.io import atomic_write_json, atomic_write_text
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args)
     options = {"split_column": args.split_column} if args.split_column else {}
     split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control, **options)
-    absent = bench.missing_in_bulk(split.drugs(bench.sc.obs, TEST))
+    held_out = [d for d in split.drugs(bench.sc.obs, TEST) if not is_combination(d)]  # combinations: see runner
+    absent = bench.missing_in_bulk(held_out) if bench.bulk is not None else []
     if absent:
         print(f"warning: held-out drug(s) absent from the bulk set: {', '.join(absent)}; predictors that need bulk "
               "profiles of a drug will report a failure for them", file=sys.stderr)

@@ -15,6 +15,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from bench.data.doses import text
+from bench.data.validate import unreadable
 from bench.errors import BenchError
 
 MISSING = "-666"
@@ -30,10 +32,18 @@ def _clean(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def read_text_table(path: Path, **options) -> pd.DataFrame:
+    """`pd.read_csv` of a text file in UTF-8, or in Latin-1 for older files (µ as the byte 0xB5)."""
+    try:
+        return pd.read_csv(path, encoding="utf-8", **options)
+    except UnicodeDecodeError:
+        return pd.read_csv(path, encoding="latin-1", **options)
+
+
 def read_gct(path: str | Path) -> ad.AnnData:
     """Read a GCT 1.2 or 1.3 text file."""
     path = Path(path)
-    with open(path) as fh:
+    with open(path, encoding="latin-1") as fh:
         version = fh.readline().strip()
         dims = fh.readline().split("\t")
     if version not in ("#1.2", "#1.3"):
@@ -43,7 +53,7 @@ def read_gct(path: str | Path) -> ad.AnnData:
         n_row_meta, n_col_meta = (int(dims[2]), int(dims[3])) if version == "#1.3" else (1, 0)
     except (ValueError, IndexError):
         raise BenchError(f"{path}: malformed GCT dimension line") from None
-    table = pd.read_csv(path, sep="\t", skiprows=2, header=0, dtype=str, keep_default_na=False)
+    table = read_text_table(path, sep="\t", skiprows=2, header=0, dtype=str, keep_default_na=False)
     ids = table.columns[1 + n_row_meta :]
     if len(ids) != n_cols or len(table) != n_rows + n_col_meta:
         raise BenchError(f"{path}: GCT header announces {n_rows} x {n_cols} but the body does not match")
@@ -63,7 +73,7 @@ def read_gct(path: str | Path) -> ad.AnnData:
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
-    return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+    return np.array([text(v) for v in values], dtype=object)
 
 
 BLOCK_ROWS = 65_536  # GCTX samples read per block: bounds the float64 -> float32 staging memory
@@ -76,8 +86,8 @@ def read_gctx(path: str | Path, var_hook: Callable[[pd.DataFrame], pd.DataFrame]
     path = Path(path)
     try:
         fh = h5py.File(path, "r")
-    except OSError:
-        raise BenchError(f"{path}: not a readable HDF5/GCTX file") from None
+    except OSError as exc:
+        raise unreadable(path, "HDF5/GCTX", exc) from None
     with fh:
         if "0/DATA/0/matrix" not in fh:
             raise BenchError(f"{path}: no /0/DATA/0/matrix dataset, so not a GCTX file")

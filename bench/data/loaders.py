@@ -1,10 +1,11 @@
 """Loaders for the public layouts: sci-Plex3 as prepared for CPA/chemCPA (h5ad), LINCS as h5ad
-(chemCPA layout) or raw L1000 GCT/GCTX with tab-separated side-cars. Each maps its layout onto the
-canonical obs columns drug / cell_type / dose (nM) and the control label, then validates it."""
+(chemCPA layout) or raw L1000 GCT/GCTX with tab-separated side-cars (bench/data/l1000.py). Each
+maps its layout onto the canonical obs columns drug / cell_type / dose (nM) and the control label,
+then validates it. Doses are read as written (bench/data/doses.py), combinations kept whole
+(bench/data/combinations.py); how a file was read is kept in uns['bench_load']."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata.io import read_elem
 
-from bench.data.gct import read_gct, read_gctx
-from bench.data.validate import check_controls, check_expression, check_genes, require_columns
+from bench.data.combinations import DOSE_PARTS, treated_conditions
+from bench.data.doses import NM_PER_UNIT, parse_doses
+from bench.data.l1000 import read_l1000, written_doses, zero_controls
+from bench.data.validate import (check_controls, check_expression, check_genes, checks_reported_here, require_columns,
+                                 unreadable)
 from bench.errors import BenchError
 from bench.evaluation import DE_UNS_KEY
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
@@ -27,18 +31,22 @@ CELL_COLUMNS = ("cell_type", "cell_line", "cell_id")
 DOSE_COLUMNS = ("dose", "pert_dose", "dose_val")
 CONTROL_NAMES = ("control", "DMSO", "dmso", "vehicle", "Vehicle")
 DE_KEYS = ("rank_genes_groups_cov", "all_DEGs")
-DOSE_VAL_SCALE = 10_000.0  # CPA's sci-Plex3 dose_val is the dose in nM / 10,000
-UM_TO_NM = 1_000.0
+# nM per plain number of a dose column: CPA's sci-Plex3 dose_val is the dose in nM / 10,000, L1000's pert_dose is µM.
+COLUMN_NM_PER_UNIT = {"dose_val": 10_000.0, "pert_dose": NM_PER_UNIT["uM"]}
+NO_DOSE = "none"  # --dose-key none: ignore any dose column, one dose per drug
+LOAD_UNS_KEY = "bench_load"
 
 
 @dataclass(frozen=True)
 class ObsKeys:
-    """Which obs columns hold the drug, cell type and dose (None: detect), and the control label."""
+    """Which obs columns hold the drug, cell type and dose (None: detect; dose 'none': no dose),
+    the control label, and the unit of plain dose numbers (None: nM, or the layout's own)."""
 
     drug: str | None = None
     cell_type: str | None = None
     dose: str | None = None
     control: str = CONTROL
+    dose_unit: str | None = None
 
 
 def _float32_matrix(elem: h5py.Dataset | h5py.Group, path: Path) -> np.ndarray | sp.csr_matrix:
@@ -70,7 +78,7 @@ def read_h5ad_checked(path: str | Path) -> ad.AnnData:
     except BenchError:
         raise
     except Exception as exc:  # noqa: BLE001  h5py and anndata raise many types for a bad file
-        raise BenchError(f"{path}: not a readable h5ad file ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise unreadable(path, "h5ad", exc) from None
 
 
 def _pick(obs: pd.DataFrame, given: str | None, candidates: tuple[str, ...], option: str, source: str) -> str:
@@ -84,33 +92,65 @@ def _pick(obs: pd.DataFrame, given: str | None, candidates: tuple[str, ...], opt
                      f"(tried {', '.join(candidates)}); name it with {option}")
 
 
-def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, dose_scale: float = 1.0) -> ad.AnnData:
-    """Copy of `adata` with canonical drug / cell_type / dose columns (float32 X, string genes)."""
+def _dose_column(obs: pd.DataFrame, given: str | None, source: str) -> str | None:
+    """The dose column: the one named, else the first of DOSE_COLUMNS; None for one dose per drug
+    (`--dose-key none`, or no dose column at all)."""
+    if given is not None and given.lower() == NO_DOSE:
+        return None
+    if given is None and not any(c in obs.columns for c in DOSE_COLUMNS):
+        return None
+    return _pick(obs, given, DOSE_COLUMNS, "--dose-key", source)
+
+
+def _doses(obs: pd.DataFrame, drug: np.ndarray, treated: np.ndarray, column: str | None, keys: ObsKeys,
+           source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Drug label, dose (nM) and doses per drug of the treated rows, and nM per plain number."""
+    nm_per_unit = NM_PER_UNIT[keys.dose_unit] if keys.dose_unit else COLUMN_NM_PER_UNIT.get(column, 1.0)
+    codes, table = np.full(int(treated.sum()), -1), np.array([()], dtype=object)
+    if column is not None:
+        codes, table, bad = parse_doses(obs.loc[treated, column], nm_per_unit)
+        if bad:
+            shown = ", ".join(repr(b) for b in bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise BenchError(f"{source}: dose column '{column}' holds {shown}: expected a number (in --dose-unit, "
+                             "default nM) or a number with a unit (M, mM, uM/µM, nM), one per drug for a combination (1+1)")
+    vehicles = {keys.control, *CONTROL_NAMES}
+    label, total, parts = treated_conditions(drug[treated], codes, table, column is not None, vehicles,
+                                             f"{source}: dose column '{column}'")
+    return label, total, parts, nm_per_unit
+
+
+def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, notes: dict | None = None) -> ad.AnnData:
+    """Copy of `adata` with canonical drug / cell_type / dose columns (float32 X, string genes);
+    uns['bench_load'] records the dose column, nM per plain number and any `notes` of the reader."""
     obs = adata.obs.copy()
     drug_col = _pick(obs, keys.drug, DRUG_COLUMNS, "--drug-key", source)
     cell_col = _pick(obs, keys.cell_type, CELL_COLUMNS, "--cell-type-key", source)
-    dose_col = _pick(obs, keys.dose, DOSE_COLUMNS, "--dose-key", source)
-    drug = obs[drug_col].astype(str).to_numpy().copy()
-    is_ctrl = np.isin(drug, [keys.control])
+    dose_col = _dose_column(obs, keys.dose, source)
+    written = obs[drug_col].astype(str).to_numpy()
+    is_ctrl = np.isin(written, [keys.control])
     if "control" in obs.columns and drug_col != "control":  # CPA's 0/1 control flag
         flag = pd.to_numeric(obs["control"], errors="coerce").fillna(0).to_numpy() == 1
         is_ctrl |= flag
     if not is_ctrl.any():  # a vehicle named differently (DMSO, vehicle, ...)
-        is_ctrl = np.isin(drug, CONTROL_NAMES)
-    drug[is_ctrl] = keys.control
-    dose = pd.to_numeric(obs[dose_col], errors="coerce").to_numpy(dtype=float)
-    if dose_col == "dose_val":
-        dose_scale = DOSE_VAL_SCALE
-    dose = np.where(is_ctrl, 0.0, dose * dose_scale)
-    if np.isnan(dose).any():
-        raise BenchError(f"{source}: dose column '{dose_col}' has missing or non-numeric values for treated rows")
+        is_ctrl = np.isin(written, CONTROL_NAMES)
+    label, total, parts, nm_per_unit = _doses(obs, written, ~is_ctrl, dose_col, keys, source)
+    real = label != ""  # not a combination of vehicles only
+    rows = np.flatnonzero(~is_ctrl)[real]
+    drug, dose = np.full(len(written), keys.control, dtype=object), np.zeros(len(written))
+    drug[rows], dose[rows] = label[real], total[real]
     obs[DRUG] = pd.Categorical(drug)
     obs[CELL_TYPE] = pd.Categorical(obs[cell_col].astype(str))
     obs[DOSE] = dose
+    if (parts != "").any():
+        obs[DOSE_PARTS] = ""
+        obs.iloc[rows, obs.columns.get_loc(DOSE_PARTS)] = parts[real]
     x = adata.X
     x = x.astype(np.float32, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
     out = ad.AnnData(x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+    if not out.obs_names.is_unique:
+        out.obs_names_make_unique()
     out.uns.update({k: v for k, v in adata.uns.items() if k in DE_KEYS})
+    out.uns[LOAD_UNS_KEY] = {**(notes or {}), "dose_column": dose_col or "", "nm_per_unit": nm_per_unit}
     return out
 
 
@@ -140,7 +180,8 @@ def de_lists_from_uns(adata: ad.AnnData) -> dict[str, list[str]] | None:
 def load_single_cell(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
     """A single-cell h5ad (CPA/chemCPA sci-Plex3 layout, or any with explicit column options)."""
     source = str(path)
-    adata = canonical(read_h5ad_checked(path), keys, source)
+    with checks_reported_here():
+        adata = canonical(read_h5ad_checked(path), keys, source)
     check_genes(adata, source)
     check_expression(adata, source, log_normalised=True)
     check_controls(adata, source, keys.control)
@@ -152,77 +193,23 @@ def load_single_cell(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
     return adata
 
 
-def _side_car(folder: Path, word: str) -> Path | None:
-    hits = sorted(folder.glob(f"*{word}*.txt"))
-    return hits[0] if hits else None
-
-
-LANDMARK_FLAGS = ("1", "1.0", "Y", "y", "True", "true")
-
-
-def _sample_info(raw: ad.AnnData, path: Path) -> ad.AnnData:
-    """Join a GEO sample side-car found beside a GCT/GCTX file on the column ids
-    (inst_info: inst_id, sig_info: sig_id), unless the file carries its own metadata."""
-    if "pert_iname" in raw.obs:
-        return raw
-    for word, id_col in (("inst_info", "inst_id"), ("sig_info", "sig_id")):
-        info = _side_car(path.parent, word)
-        if info is not None:
-            table = pd.read_csv(info, sep="\t", dtype=str).set_index(id_col).replace("-666", np.nan)
-            raw.obs = raw.obs.join(table, how="left", rsuffix="_info")
-            break
-    return raw
-
-
-def _gene_symbols(path: Path) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Gene metadata hook for GCT/GCTX: symbols (and landmark flags) from the file's rows or a
-    `*gene_info*.txt` side-car keyed by Entrez id; keeps the 978 landmark genes when flagged."""
-
-    def hook(var: pd.DataFrame) -> pd.DataFrame:
-        var = var.copy()
-        info = None if "pr_gene_symbol" in var else _side_car(path.parent, "gene_info")
-        if info is not None:
-            table = pd.read_csv(info, sep="\t", dtype=str).set_index("pr_gene_id")
-            for col in ("pr_gene_symbol", "pr_is_lmark"):
-                if col in table and col not in var:
-                    var[col] = table[col].reindex(var.index.astype(str)).to_numpy()
-        if "pr_is_lmark" in var:
-            var = var[var["pr_is_lmark"].astype(str).isin(LANDMARK_FLAGS).to_numpy()]
-        if "pr_gene_symbol" in var and var["pr_gene_symbol"].isna().any():
-            raise BenchError(f"{path}: {int(var['pr_gene_symbol'].isna().sum())} gene id(s) without a symbol in gene_info")
-        return var
-
-    return hook
-
-
 def load_bulk(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
     """A bulk set: LINCS h5ad (chemCPA layout), or raw L1000 GCT / GCTX (+ side-cars beside it).
-    L1000 doses (pert_dose, µM) become nM; DMSO / ctl_vehicle samples become controls."""
+    L1000 doses become nM; vehicle samples become controls; a Level 5 set gets zero controls."""
     path = Path(path)
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise BenchError(f"{path}: file not found")
-    if suffix in (".gct", ".gctx"):
-        hook = _gene_symbols(path)
-        if suffix == ".gct":
-            raw = read_gct(path)
-            var = hook(raw.var)
-            raw = raw[:, var.index].copy()
-            raw.var = var
+    with checks_reported_here():
+        if path.suffix.lower() in (".gct", ".gctx"):
+            raw, notes = read_l1000(path, keys.control)
         else:
-            raw = read_gctx(path, var_hook=hook)
-        if "pr_gene_symbol" in raw.var:
-            raw.var_names = raw.var["pr_gene_symbol"].astype(str).to_numpy()
-        raw = _sample_info(raw, path)
-        if "pert_type" in raw.obs:
-            vehicle = raw.obs["pert_type"].astype(str).isin(["ctl_vehicle", "ctl_untrt"])
-            raw.obs["pert_iname"] = np.where(vehicle, keys.control, raw.obs.get("pert_iname", "").astype(str))
-        raw.obs["pert_dose"] = pd.to_numeric(raw.obs.get("pert_dose"), errors="coerce")
-        bulk = canonical(raw, keys, str(path), dose_scale=UM_TO_NM)
-    else:
-        raw = read_h5ad_checked(path)
-        scale = UM_TO_NM if (keys.dose or "pert_dose") == "pert_dose" and "pert_dose" in raw.obs else 1.0
-        bulk = canonical(raw, keys, str(path), dose_scale=scale)
+            raw, notes = read_h5ad_checked(path), {}
+            if keys.dose is None and {"pert_dose_unit", "pert_idose"} & set(raw.obs.columns):  # LINCS as h5ad
+                raw.obs["pert_dose"] = written_doses(raw.obs)
+        bulk = canonical(raw, keys, str(path), notes)
+        if notes.get("l1000_level") == 5:
+            bulk, replaced = zero_controls(bulk, keys.control)
+            bulk.uns[LOAD_UNS_KEY]["vehicle_signatures_replaced"] = replaced
     check_genes(bulk, str(path))
     check_expression(bulk, str(path), log_normalised=False)
     return bulk

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,6 +17,29 @@ from bench.schema import CELL_TYPE, DRUG
 
 RAW_COUNT_MAX = 50.0  # log-normalised expression stays far below this; raw counts rarely do
 SAMPLE = 1_000_000  # values inspected for the integer (raw count) check
+# anndata's warnings about what these checks report themselves (duplicated names) or fix (str index)
+CHECKED_HERE = (r"(Variable|Observation) names are not unique", r"Transforming to str index")
+
+
+@contextlib.contextmanager
+def checks_reported_here() -> Iterator[None]:
+    """Silence third-party warnings about problems bench reports in its own one-line errors."""
+    with warnings.catch_warnings():
+        for message in CHECKED_HERE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def unreadable(path: Path | str, kind: str, exc: BaseException) -> BenchError:
+    """A one-line error for an HDF5 file h5py or anndata cannot read, without their internals."""
+    text = str(exc).lower()
+    if "truncated" in text:
+        why = "truncated: the file is shorter than its header says; copy or download it again"
+    elif "signature" in text:
+        why = "not an HDF5 file"
+    else:
+        why = "corrupt HDF5, or an encoding this reader does not know"
+    return BenchError(f"{path}: not a readable {kind} file ({why})")
 
 
 def require_columns(obs: pd.DataFrame, columns: dict[str, str], source: str) -> None:
