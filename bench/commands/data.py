@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.data.benchmark import Benchmark, load_default
 from bench.data.doses import NM_PER_UNIT
-from bench.data.synthetic import SIZES
+from bench.data.synthetic import DEFAULT_PRESET, PRESETS, SIZES
 from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
 from bench.schema import CONTROL, DRUG
@@ -16,7 +16,11 @@ from bench.schema import CONTROL, DRUG
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data (default: the embedded generated benchmark)")
-    g.add_argument("--data", default="default", choices=sorted(SIZES), help="embedded data size (default: default)")
+    g.add_argument("--data", default="default", choices=sorted(SIZES),
+                   help="embedded data size: default, smoke (tiny, for tests) or full (sci-Plex3/LINCS shape) (default: default)")
+    g.add_argument("--preset", default=None, choices=PRESETS,
+                   help=f"embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
+                        f"see docs/data.md) (default: {DEFAULT_PRESET})")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
     g.add_argument("--sc", type=Path, default=None, help="single-cell h5ad (e.g. sci-Plex3 in the CPA/chemCPA layout)")
     g.add_argument("--bulk", type=Path, default=None, help="bulk set: LINCS h5ad, L1000 .gct or .gctx (side-cars beside it)")
@@ -37,7 +41,9 @@ def load_benchmark(args: argparse.Namespace) -> Benchmark:
     if args.sc is None:
         if args.bulk is not None or args.smiles:
             raise BenchError("--bulk and --smiles need --sc: they apply to your own files, not the embedded set")
-        return load_default(args.data, args.data_seed)
+        return load_default(args.data, args.data_seed, args.preset)
+    if args.preset is not None:
+        raise BenchError("--preset chooses the embedded data's model: it does not apply to --sc files")
     from bench.data.drugs import align_drug_names, attach_smiles, read_smiles_table
     from bench.data.loaders import ObsKeys, load_bulk, load_single_cell
     from bench.data.validate import check_shared_genes

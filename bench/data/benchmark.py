@@ -10,6 +10,8 @@ import numpy as np
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 
+FAMILY = "drug_family"  # optional obs column: a drug's family (shared mechanism), for family hold-outs
+
 
 @dataclass
 class Benchmark:
@@ -71,9 +73,12 @@ class Benchmark:
         return out
 
 
-def load_default(size: str = "default", seed: int = 0) -> Benchmark:
-    """The embedded generated benchmark of the named size (`default` or `smoke`)."""
-    from bench.data.synthetic import generate
+def load_default(size: str = "default", seed: int = 0, preset: str | None = None) -> Benchmark:
+    """The embedded generated benchmark of the named size (`default`, `smoke` or `full`) and
+    preset (`easy` or `realistic`; None: the generator's default preset)."""
+    from bench.data.synthetic import DEFAULT_PRESET, dataset_name, generate
 
-    sc, bulk = generate(size, seed)
-    return Benchmark(sc=sc, bulk=bulk, name=f"synthetic-{size} (seed {seed})", meta={"size": size, "seed": seed})
+    preset = preset or DEFAULT_PRESET
+    sc, bulk = generate(size, seed, preset)
+    return Benchmark(sc=sc, bulk=bulk, name=f"{dataset_name(size, preset)} (seed {seed})",
+                     meta={"size": size, "seed": seed, "preset": preset})

@@ -1,4 +1,4 @@
-"""The embedded default benchmark: a seeded generator of a bulk set and a single-cell set.
+"""The embedded benchmark: a seeded generator of a bulk set and a single-cell set, in two presets.
 
 Both sets share one causal model, so that bulk pre-training and bulk look-ups have something real
 to transfer: a drug moves K low-rank gene programmes through a drug-specific latent vector, scaled
@@ -8,10 +8,17 @@ and are sampled as Poisson counts, then log-normalised. Bulk profiles are popula
 log2 scale with measurement noise, over many more cell lines and drugs, on a landmark-like subset
 of genes plus a few bulk-only genes. All generating parameters are kept in ``sc.uns['bench_truth']``
 so an oracle can simulate fresh cells of any condition and bound what is achievable.
+
+Preset ``easy`` is that model as is: bulk sees exactly the single-cell effect, every single-cell
+drug is measured in bulk everywhere at six doses. Preset ``realistic``
+(`bench.data.synthetic_realistic`) adds what real sci-Plex3 and L1000 data have and ``easy`` lacks:
+single-cell-specific responses, a platform shift, L1000-like noise, plates and coverage, sparse
+counts, uneven cell numbers, many inert drugs and dose responses that change shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import anndata as ad
@@ -19,12 +26,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from bench.data.benchmark import FAMILY
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
 
 SC_DOSES = (10.0, 100.0, 1000.0, 10000.0)  # nM, as in sci-Plex3
 BULK_DOSES = (40.0, 120.0, 370.0, 1110.0, 3330.0, 10000.0)  # nM, an L1000-like 6-point plate
 LOG_SCALE = 1e4  # counts per cell after normalisation, before log1p
+PRESETS = ("easy", "realistic")
+DEFAULT_PRESET = "easy"
+CELL_BLOCK = 4096  # cells simulated at once: bounds the dense intermediates of large conditions
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,23 @@ SIZES: dict[str, SyntheticConfig] = {
         bulk_controls_per_cell_line=6,
         n_bulk_only_genes=8,
     ),
+    # sci-Plex3 shape (188 drugs x 4 doses x 3 lines, ~650k cells x 2,000 genes, sparse counts)
+    # and a LINCS-like bulk set (>200k profiles x 978 landmark-like genes).
+    "full": SyntheticConfig(
+        n_genes=2000,
+        n_programs=16,
+        n_families=24,
+        n_bulk_cell_lines=30,
+        n_sc_drugs=188,
+        n_bulk_drugs=12000,
+        cells_per_condition=280,
+        controls_per_cell_line=6000,
+        bulk_replicates=1,
+        bulk_pair_fraction=0.1,
+        bulk_gene_fraction=0.45,
+        n_bulk_only_genes=78,
+        library_size=200.0,
+    ),
 }
 
 
@@ -74,24 +102,42 @@ def config_for(size: str, seed: int = 0) -> SyntheticConfig:
     return replace(SIZES[size], seed=seed)
 
 
-def generate(size: str = "default", seed: int = 0) -> tuple[ad.AnnData, ad.AnnData]:
-    """Generate the (single-cell, bulk) pair of the named size, deterministically from `seed`."""
+def dataset_name(size: str, preset: str) -> str:
+    """The generated data set's name; presets other than `easy` are named, so runs never mix."""
+    return f"synthetic-{size}" + ("" if preset == "easy" else f"-{preset}")
+
+
+def generate(size: str = "default", seed: int = 0, preset: str = DEFAULT_PRESET) -> tuple[ad.AnnData, ad.AnnData]:
+    """Generate the (single-cell, bulk) pair of the named size and preset, deterministically from `seed`."""
     cfg = config_for(size, seed)
-    truth = _draw_truth(cfg)
-    rng = np.random.default_rng([cfg.seed, 1])
-    sc = _single_cell(cfg, truth, rng)
-    bulk = _bulk(cfg, truth, np.random.default_rng([cfg.seed, 2]))
-    sc.uns["bench_dataset"] = {"name": f"synthetic-{size}", "seed": cfg.seed, **_plain(asdict(cfg))}
+    if preset == "easy":
+        truth, _ = draw_truth(cfg)
+        sc = _single_cell(cfg, truth, np.random.default_rng([cfg.seed, 1]))
+        bulk = _bulk(cfg, truth, np.random.default_rng([cfg.seed, 2]))
+        knobs = {}
+    elif preset == "realistic":
+        from bench.data.synthetic_realistic import KNOBS, generate_realistic
+
+        sc, bulk = generate_realistic(cfg)
+        knobs = _plain(asdict(KNOBS))
+    else:
+        raise BenchError(f"unknown preset '{preset}': expected one of {', '.join(PRESETS)}")
+    sc.uns["bench_dataset"] = {"name": dataset_name(size, preset), "seed": cfg.seed, "preset": preset,
+                               **_plain(asdict(cfg)), **knobs}
     bulk.uns["bench_dataset"] = dict(sc.uns["bench_dataset"])
     return sc, bulk
 
 
 def _plain(d: dict) -> dict:
-    return {k: (float(v) if isinstance(v, float) else v) for k, v in d.items()}
+    """Configuration values as h5ad can store them (floats as float, tuples as arrays)."""
+    return {k: float(v) if isinstance(v, float) else np.asarray(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def _draw_truth(cfg: SyntheticConfig) -> dict:
-    """Draw every generating parameter; the dict is what `simulate_cells` needs."""
+def draw_truth(cfg: SyntheticConfig, base_sd: float = 1.3, inert_fraction: float = 0.15,
+               inert_potency: float = 0.1) -> tuple[dict, np.ndarray]:
+    """Draw every generating parameter (the dict is what `simulate_cells` needs) and each drug's
+    potency. The keywords are the spread of baseline log-rates and the share and potency of weak
+    drugs; their defaults are the easy preset's."""
     rng = np.random.default_rng([cfg.seed, 0])
     g, k = cfg.n_genes, cfg.n_programs
     # Sparse gene programmes: each touches ~8% of genes with signed loadings.
@@ -99,7 +145,8 @@ def _draw_truth(cfg: SyntheticConfig) -> dict:
     # Drugs come in families (shared mechanism) with individual deviations and potencies.
     centroids = rng.normal(0.0, 1.0, (cfg.n_families, k)) * (rng.random((cfg.n_families, k)) < 0.5)
     family = rng.integers(0, cfg.n_families, cfg.n_bulk_drugs)
-    potency = np.where(rng.random(cfg.n_bulk_drugs) < 0.15, 0.1, rng.lognormal(0.0, 0.35, cfg.n_bulk_drugs))
+    n = cfg.n_bulk_drugs
+    potency = np.where(rng.random(n) < inert_fraction, inert_potency, rng.lognormal(0.0, 0.35, n))
     latent = (centroids[family] + 0.4 * rng.normal(0.0, 1.0, (cfg.n_bulk_drugs, k))) * potency[:, None]
     latent *= cfg.effect_scale
     ec50 = 10.0 ** rng.uniform(1.3, 3.7, cfg.n_bulk_drugs)  # nM
@@ -107,7 +154,7 @@ def _draw_truth(cfg: SyntheticConfig) -> dict:
     max_responders = rng.uniform(0.5, 1.0, cfg.n_bulk_drugs)
     # Cell lines: baseline log-rates and per-programme sensitivity.
     n_lines = cfg.n_bulk_cell_lines
-    base = rng.normal(0.0, 1.3, g)
+    base = rng.normal(0.0, base_sd, g)
     line_base = base[None, :] + rng.normal(0.0, 0.4, (n_lines, g))
     sensitivity = rng.lognormal(0.0, 0.4, (n_lines, k))
     # Cell-state programmes (cycle-like) make controls heterogeneous too.
@@ -127,7 +174,7 @@ def _draw_truth(cfg: SyntheticConfig) -> dict:
         "line_sensitivity": sensitivity,
         "state_programs": states,
         "library_size": float(cfg.library_size),
-    }
+    }, potency
 
 
 def _index(names: np.ndarray, name: str) -> int:
@@ -137,24 +184,49 @@ def _index(names: np.ndarray, name: str) -> int:
     return int(hits[0])
 
 
+def hill(dose, ec50, slope):
+    """Hill activation in [0, 1) at `dose` (scalars or arrays alike)."""
+    x = (dose / ec50) ** slope
+    return x / (1.0 + x)
+
+
+def responders(max_responders, activation):
+    """Fraction of cells that respond, from a drug's maximum and its activation (arrays alike)."""
+    return max_responders * (0.3 + 0.7 * activation)
+
+
 def dose_response(truth: dict, drug: str, dose: float) -> float:
-    """Hill activation in [0, 1) of `drug` at `dose` (nM)."""
+    """Hill activation in [0, 1) of `drug`'s main programme at `dose` (nM)."""
     d = _index(np.asarray(truth["drugs"]), drug)
-    x = (dose / truth["ec50"][d]) ** truth["hill"][d]
-    return float(x / (1.0 + x))
+    return float(hill(dose, truth["ec50"][d], truth["hill"][d]))
+
+
+def late_response(truth: dict, drug: str, dose: float) -> float:
+    """Activation of `drug`'s high-dose programme (0 for a truth without one: the easy preset)."""
+    if "late_ec50" not in truth:
+        return 0.0
+    d = _index(np.asarray(truth["drugs"]), drug)
+    return float(hill(dose, truth["late_ec50"][d], truth["hill"][d]))
 
 
 def expected_shift(truth: dict, cond: Condition) -> np.ndarray:
-    """The true log-rate shift of a fully responding cell in condition `cond` (genes,)."""
+    """The true log-rate shift of a fully responding cell in condition `cond` (genes,): the main
+    programme, plus (realistic truth only) a high-dose programme and a single-cell-only part."""
     c = _index(np.asarray(truth["cell_lines"]), cond.cell_type)
     d = _index(np.asarray(truth["drugs"]), cond.drug)
-    programme_effect = (truth["line_sensitivity"][c] * truth["drug_latent"][d]) @ truth["programs"]
-    return dose_response(truth, cond.drug, cond.dose) * programme_effect
+    sens = truth["line_sensitivity"][c]
+    act = dose_response(truth, cond.drug, cond.dose)
+    shift = act * ((sens * truth["drug_latent"][d]) @ truth["programs"])
+    if "late_latent" in truth:
+        shift = shift + late_response(truth, cond.drug, cond.dose) * ((sens * truth["late_latent"][d]) @ truth["programs"])
+    if "sc_latent" in truth:
+        shift = shift + act * ((sens * truth["sc_latent"][d]) @ truth["sc_programs"])
+    return shift
 
 
 def responder_fraction(truth: dict, cond: Condition) -> float:
     d = _index(np.asarray(truth["drugs"]), cond.drug)
-    return float(truth["max_responders"][d] * (0.3 + 0.7 * dose_response(truth, cond.drug, cond.dose)))
+    return float(responders(truth["max_responders"][d], dose_response(truth, cond.drug, cond.dose)))
 
 
 def simulate_cells(truth: dict, cond: Condition | None, cell_type: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -174,25 +246,63 @@ def simulate_cells(truth: dict, cond: Condition | None, cell_type: str, n: int, 
     return np.log1p(counts / totals * LOG_SCALE).astype(np.float32)
 
 
+def simulate_block(truth: dict, cond: Condition | None, cell_type: str, n: int, rng: np.random.Generator) -> sp.csr_matrix:
+    """`simulate_cells` as CSR, in blocks of at most CELL_BLOCK cells (bounded memory at any `n`)."""
+    parts = [sp.csr_matrix(simulate_cells(truth, cond, cell_type, min(CELL_BLOCK, n - s), rng)) for s in range(0, n, CELL_BLOCK)]
+    return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+
+def stack_rows(blocks: Iterable[sp.csr_matrix], n_genes: int) -> sp.csr_matrix:
+    """Concatenate CSR row blocks into one CSR matrix (int32 indices, as scipy builds small ones)."""
+    data, indices, counts = [], [], []
+    for b in blocks:
+        data.append(b.data)
+        indices.append(b.indices.astype(np.int32, copy=False))
+        counts.append(np.diff(b.indptr))
+    nnz = sum(len(d) for d in data)
+    index_type = np.int32 if nnz < np.iinfo(np.int32).max else np.int64
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(index_type)
+    data_all = np.concatenate(data)
+    del data
+    indices_all = np.concatenate(indices).astype(index_type, copy=False)
+    del indices
+    return sp.csr_matrix((data_all, indices_all, indptr), shape=(len(indptr) - 1, n_genes))
+
+
+def cell_obs(groups: list[tuple[str, str, float, int]], family: dict[str, str]) -> pd.DataFrame:
+    """obs of generated cells: (cell line, drug, dose, count) groups expanded row by row, with each
+    drug's family (controls have none)."""
+    counts = np.array([n for *_, n in groups], dtype=np.int64)
+    frame = pd.DataFrame({
+        CELL_TYPE: pd.Categorical(np.repeat([g[0] for g in groups], counts)),
+        DRUG: pd.Categorical(np.repeat([g[1] for g in groups], counts)),
+        DOSE: np.repeat(np.array([g[2] for g in groups], dtype=float), counts),
+    })
+    frame[FAMILY] = pd.Categorical(frame[DRUG].astype(str).map(family))
+    frame.index = [f"cell{i:06d}" for i in range(len(frame))]
+    return frame
+
+
+def family_names(truth: dict) -> dict[str, str]:
+    """drug -> family label (`F00`, ...) of every generated drug."""
+    return {str(d): f"F{int(f):02d}" for d, f in zip(truth["drugs"], truth["drug_family"])}
+
+
 def _single_cell(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.AnnData:
     lines = truth["cell_lines"][: cfg.n_sc_cell_lines]
     drugs = truth["drugs"][: cfg.n_sc_drugs]
-    blocks, obs = [], []
+    groups = []
     for line in lines:
-        blocks.append(simulate_cells(truth, None, line, cfg.controls_per_cell_line, rng))
-        obs.append((line, CONTROL, 0.0, cfg.controls_per_cell_line))
-        for drug in drugs:
-            for dose in SC_DOSES:
-                cond = Condition(str(line), str(drug), dose)
-                blocks.append(simulate_cells(truth, cond, line, cfg.cells_per_condition, rng))
-                obs.append((line, drug, dose, cfg.cells_per_condition))
-    frame = pd.DataFrame(
-        [(line, drug, dose) for line, drug, dose, n in obs for _ in range(n)], columns=[CELL_TYPE, DRUG, DOSE]
-    )
-    frame[CELL_TYPE] = frame[CELL_TYPE].astype("category")
-    frame[DRUG] = frame[DRUG].astype("category")
-    frame.index = [f"cell{i:06d}" for i in range(len(frame))]
-    adata = ad.AnnData(sp.csr_matrix(np.vstack(blocks)), obs=frame, var=pd.DataFrame(index=truth["genes"]))
+        groups.append((str(line), CONTROL, 0.0, cfg.controls_per_cell_line))
+        groups += [(str(line), str(drug), dose, cfg.cells_per_condition) for drug in drugs for dose in SC_DOSES]
+
+    def blocks():
+        for line, drug, dose, n in groups:
+            cond = None if drug == CONTROL else Condition(line, drug, dose)
+            yield simulate_block(truth, cond, line, n, rng)
+
+    x = stack_rows(blocks(), cfg.n_genes)
+    adata = ad.AnnData(x, obs=cell_obs(groups, family_names(truth)), var=pd.DataFrame(index=truth["genes"]))
     adata.uns["bench_truth"] = truth
     return adata
 
@@ -205,31 +315,36 @@ def _bulk(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.Ann
     # Bulk-only genes follow their own programme loadings (unseen by single cell).
     extra_programs = rng.normal(0.0, 1.0, (cfg.n_programs, n_extra)) * (rng.random((cfg.n_programs, n_extra)) < 0.1)
     extra_base = rng.normal(0.0, 1.3, (len(lines), n_extra))
-    rows, profiles = [], []
-    ln2 = np.log(2.0)
+    # First the plate layout (which line x drug pairs are measured), then the profiles block by
+    # block: the noise is drawn row block after row block, the same numbers as one whole draw.
+    rows = []
     for c, line in enumerate(lines):
-        baseline = np.concatenate([truth["line_base"][c, measured], extra_base[c]]) / ln2 + 8.0
-        for r in range(cfg.bulk_controls_per_cell_line):
-            rows.append((line, CONTROL, 0.0))
-            profiles.append(baseline)
+        rows += [(c, -1, 0.0)] * cfg.bulk_controls_per_cell_line
         is_sc_line = c < cfg.n_sc_cell_lines
-        for d, drug in enumerate(drugs):
+        for d in range(len(drugs)):
             if not (is_sc_line and d < cfg.n_sc_drugs) and rng.random() >= cfg.bulk_pair_fraction:
                 continue
-            programme = truth["line_sensitivity"][c] * truth["drug_latent"][d]
-            effect = np.concatenate([programme @ truth["programs"][:, measured], programme @ extra_programs])
-            for dose in BULK_DOSES:
-                cond = Condition(str(line), str(drug), dose)
+            rows += [(c, d, dose) for dose in BULK_DOSES for _ in range(cfg.bulk_replicates)]
+    ln2 = np.log(2.0)
+    x = np.empty((len(rows), len(measured) + n_extra), dtype=np.float32)
+    for start in range(0, len(rows), CELL_BLOCK):
+        block = []
+        for c, d, dose in rows[start : start + CELL_BLOCK]:
+            profile = np.concatenate([truth["line_base"][c, measured], extra_base[c]]) / ln2 + 8.0
+            if d >= 0:
+                cond = Condition(str(lines[c]), str(drugs[d]), dose)
+                programme = truth["line_sensitivity"][c] * truth["drug_latent"][d]
+                effect = np.concatenate([programme @ truth["programs"][:, measured], programme @ extra_programs])
                 # Population average: the responding fraction times the mean strength (1).
-                scale = responder_fraction(truth, cond) * dose_response(truth, str(drug), dose) / ln2
-                for _ in range(cfg.bulk_replicates):
-                    rows.append((line, drug, dose))
-                    profiles.append(baseline + scale * effect)
-    x = np.asarray(profiles)
-    x = x + rng.normal(0.0, 0.25, x.shape)
-    frame = pd.DataFrame(rows, columns=[CELL_TYPE, DRUG, DOSE])
-    frame[CELL_TYPE] = frame[CELL_TYPE].astype("category")
-    frame[DRUG] = frame[DRUG].astype("category")
+                profile = profile + responder_fraction(truth, cond) * dose_response(truth, str(drugs[d]), dose) / ln2 * effect
+            block.append(profile)
+        block = np.asarray(block)
+        x[start : start + len(block)] = np.clip(block + rng.normal(0.0, 0.25, block.shape), 0.0, None)
+    frame = pd.DataFrame({
+        CELL_TYPE: pd.Categorical([str(lines[c]) for c, _, _ in rows]),
+        DRUG: pd.Categorical([CONTROL if d < 0 else str(drugs[d]) for _, d, _ in rows]),
+        DOSE: [dose for *_, dose in rows],
+    })
     frame.index = [f"profile{i:06d}" for i in range(len(frame))]
     genes = np.concatenate([truth["genes"][measured], [f"B{i:03d}" for i in range(n_extra)]])
-    return ad.AnnData(np.clip(x, 0.0, None).astype(np.float32), obs=frame, var=pd.DataFrame(index=genes))
+    return ad.AnnData(x, obs=frame, var=pd.DataFrame(index=genes))
