@@ -173,7 +173,7 @@ class Evaluator:
     def _raw(self, sets: dict[Condition, np.ndarray], metrics: list[Metric], truth: dict | None = None) -> pd.DataFrame:
         """Raw scores, one row per evaluator condition, of the given predicted sets (already at their
         scored size) against the truth (or against `truth`, a replacement set of true cells)."""
-        rows = []
+        rows, datas = [], []
         for c in self.conditions:
             ct = c.cell_type
             true = self._true[c] if truth is None else truth[c]
@@ -181,6 +181,7 @@ class Evaluator:
             data = ConditionData(true=true, pred=sets[c], control=self._controls[ct], de=self.de(c),
                                  control_stats=self._control_stats[ct], truth_memo=memo)
             rows.append({m.name: m(data) for m in metrics if not m.split_level})
+            datas.append(data)
         frame = pd.DataFrame(rows, index=range(len(self.conditions)))
         split_metrics = [m for m in metrics if m.split_level]
         if split_metrics:
@@ -190,6 +191,7 @@ class Evaluator:
                 control_means=np.stack([self._control_stats[c.cell_type][0] for c in self.conditions]),
                 cell_types=np.array([c.cell_type for c in self.conditions]),
                 drugs=np.array([c.drug for c in self.conditions]),
+                conditions=datas,
             )
             for m in split_metrics:
                 frame[m.name] = m(split)

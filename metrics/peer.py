@@ -8,6 +8,8 @@ centroid accuracy, so bench scores can be read next to theirs (docs/metrics.md, 
   (`metrics.wilcoxon`).
 - `discrimination_score_l1` and `centroid_accuracy` (split-level): how well a condition's prediction
   singles out its own truth among the truths of the other conditions of its cell type.
+- `pearson_edistance` (split-level, one value): do the predicted effect sizes (energy distance to
+  the controls) rank the conditions as the true ones do?
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from metrics.beyond import mean_pairwise_distance
+from metrics.correlation import pearson
 from metrics.registry import ConditionData, SplitData, register_metric, register_split_metric
 from metrics.wilcoxon import DEResult, differential_expression
 
@@ -63,16 +67,25 @@ def top_overlap(true: np.ndarray, pred: np.ndarray, k: int) -> float:
     return len(np.intersect1d(true[:k], pred[:k])) / k if k > 0 else 0.0
 
 
+def recovered(true: DEResult, pred: DEResult, k: int) -> float:
+    """`top_overlap` of the first `k` genes; where the truth has no significant gene (cell-eval:
+    0 for any prediction) 1 when the prediction calls none either and 0 when it calls some, so
+    calling genes for an inert drug costs and a perfect prediction can reach 1 on every condition."""
+    if len(true.ranked) == 0:
+        return float(len(pred.ranked) == 0)
+    return top_overlap(true.ranked, pred.ranked, k)
+
+
 @register_metric("overlap_at_N", 1.0, "share of the N significant true DE genes among the top-N predicted DE genes (Wilcoxon, FDR < 0.05, by |log2 FC|)")
 def overlap_at_n(data: ConditionData) -> float:
     true, pred = de_pair(data)
-    return top_overlap(true.ranked, pred.ranked, len(true.ranked))
+    return recovered(true, pred, len(true.ranked))
 
 
 @register_metric("overlap_at_50", 1.0, "share of the top-50 significant true DE genes among the top-50 predicted ones (fewer when fewer are significant)")
 def overlap_at_50(data: ConditionData) -> float:
     true, pred = de_pair(data)
-    return top_overlap(true.ranked, pred.ranked, min(TOP_DE, len(true.ranked)))
+    return recovered(true, pred, min(TOP_DE, len(true.ranked)))
 
 
 @register_metric("precision_at_50", 1.0, "share of the top-50 significant predicted DE genes among the top-50 true ones (fewer when fewer are predicted)")
@@ -133,3 +146,34 @@ def centroid_hits(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
                        chance=CHANCE_RANK)
 def centroid_accuracy(split: SplitData) -> np.ndarray:
     return per_cell_type(split, centroid_hits)
+
+
+EDISTANCE_CONTROLS = 500  # control cells (a fixed, evenly spaced subset) the E-distances are taken against
+
+
+def control_subset(control: np.ndarray) -> np.ndarray:
+    """At most EDISTANCE_CONTROLS control cells, evenly spaced: the same subset for every scoring."""
+    step = max(1, len(control) // EDISTANCE_CONTROLS)
+    return control[::step][:EDISTANCE_CONTROLS]
+
+
+@register_split_metric("pearson_edistance", 1.0, "Pearson r, across the split's conditions, of the predicted vs true energy distance of each condition to the controls")
+def pearson_edistance(split: SplitData) -> np.ndarray:
+    """One number for the whole split (cell-eval's definition, on all genes, Euclidean), broadcast
+    to every row. The controls' self term is computed once per cell type and the true side once per
+    condition; against a fixed subset of at most EDISTANCE_CONTROLS controls."""
+    self_terms: dict[int, tuple[np.ndarray, float]] = {}
+    true_d, pred_d = [], []
+    for data in split.conditions:
+        key = id(data.control)
+        if key not in self_terms:
+            ctrl = control_subset(data.control)
+            self_terms[key] = (ctrl, mean_pairwise_distance(ctrl, ctrl))
+        ctrl, sigma = self_terms[key]
+
+        def edist(cells: np.ndarray) -> float:
+            return 2.0 * mean_pairwise_distance(cells, ctrl) - mean_pairwise_distance(cells, cells) - sigma
+
+        true_d.append(data.truth_cached(("peer", "edistance"), lambda: edist(data.true)))
+        pred_d.append(edist(data.pred))
+    return np.full(len(split.conditions), pearson(np.array(true_d), np.array(pred_d)))

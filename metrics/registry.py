@@ -68,13 +68,15 @@ class SplitData:
     prediction with the other conditions (rows in one order; float64 per-gene means).
 
     true_means, pred_means: (C, g) means of the true and predicted cells; control_means: (C, g)
-    mean of the real controls of each row's cell type; cell_types, drugs: (C,) labels."""
+    mean of the real controls of each row's cell type; cell_types, drugs: (C,) labels; conditions:
+    each row's `ConditionData` (cells, for metrics that need more than means)."""
 
     true_means: np.ndarray
     pred_means: np.ndarray
     control_means: np.ndarray
     cell_types: np.ndarray
     drugs: np.ndarray
+    conditions: list[ConditionData] = field(default_factory=list)
 
     @property
     def true_deltas(self) -> np.ndarray:

@@ -14,7 +14,8 @@ from metrics.peer import CHANCE_RANK, NOTHING_TO_MATCH
 from metrics.wilcoxon import RankReference, differential_expression, log2_fold_change, rank_sum_pvalues, reference_for
 
 CONDITION_METRICS = ["mse", "mae", "mse_delta", "mae_delta", "overlap_at_N", "overlap_at_50", "precision_at_50", "de_direction_match"]
-SPLIT_METRICS = ["discrimination_score_l1", "centroid_accuracy"]
+RANK_METRICS = ["discrimination_score_l1", "centroid_accuracy"]
+SPLIT_METRICS = [*RANK_METRICS, "pearson_edistance"]
 DE_METRICS = ["overlap_at_N", "overlap_at_50", "precision_at_50", "de_direction_match"]
 CONTROL = "non-targeting"
 
@@ -54,12 +55,14 @@ def condition(true: np.ndarray, pred: np.ndarray, ctrl: np.ndarray, memo: dict |
 
 def split_of(true: dict, pred: dict, ctrl: np.ndarray, cell_type: str = "ct") -> SplitData:
     drugs = list(true)
+    memos = {d: {} for d in drugs}
     return SplitData(
         true_means=np.stack([true[d].mean(axis=0, dtype=np.float64) for d in drugs]),
         pred_means=np.stack([pred[d].mean(axis=0, dtype=np.float64) for d in drugs]),
         control_means=np.tile(ctrl.mean(axis=0, dtype=np.float64), (len(drugs), 1)),
         cell_types=np.array([cell_type] * len(drugs)),
         drugs=np.array(drugs),
+        conditions=[condition(true[d], pred[d], ctrl, memos[d]) for d in drugs],
     )
 
 
@@ -96,19 +99,21 @@ def parity(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
     evaluator = MetricsEvaluator(adata(pred), adata(true), control_pert=CONTROL, pert_col="target", num_threads=1,
                                  outdir=str(tmp_path_factory.mktemp("cell_eval")))
     pipeline = MetricPipeline(profile=None)
-    pipeline.add_metrics(CONDITION_METRICS + ["discrimination_score_l1"])
+    pipeline.add_metrics(CONDITION_METRICS + ["discrimination_score_l1", "pearson_edistance"])
     pipeline.compute_de_metrics(evaluator.de_comparison)
     pipeline.compute_anndata_metrics(evaluator.anndata_pair)
     theirs = pipeline.get_results().to_pandas().set_index("perturbation").reindex(drugs)
     return bench_scores(ctrl, true, pred), theirs
 
 
-@pytest.mark.parametrize("name", CONDITION_METRICS + ["discrimination_score_l1"])
+@pytest.mark.parametrize("name", CONDITION_METRICS + ["discrimination_score_l1", "pearson_edistance"])
 def test_parity_with_cell_eval(parity, name):
     ours, theirs = parity
     both = theirs[name].notna().to_numpy()
     # only the inert drug may be missing (de_direction_match is undefined without true DE genes)
     assert both.sum() >= len(ours) - 1
+    if name in ("overlap_at_N", "overlap_at_50"):  # bench: 1 where neither side calls a gene (cell-eval: 0)
+        both &= ours.index != "inert"
     np.testing.assert_allclose(ours[name].to_numpy()[both], theirs[name].to_numpy()[both], rtol=0, atol=1e-6)
 
 
@@ -118,7 +123,8 @@ def test_parity_fixture_is_not_trivial(parity):
     ours, theirs = parity
     assert 0 < ours.loc["drugA", "overlap_at_N"] < 1 and ours.loc["drugA", "overlap_at_50"] != ours.loc["drugA", "overlap_at_N"]
     assert ours.loc["drugE", "discrimination_score_l1"] < 1
-    assert ours.loc["inert", "overlap_at_N"] == 0 and np.isnan(theirs.loc["inert", "de_direction_match"])
+    assert theirs.loc["inert", "overlap_at_N"] == 0 and np.isnan(theirs.loc["inert", "de_direction_match"])
+    assert ours.loc["inert", "overlap_at_N"] == 1  # nothing called on either side: nothing wrong
 
 
 def test_direction_without_true_de_genes_scores_best():
@@ -184,14 +190,16 @@ def test_perfect_prediction_scores_best():
 
 def test_controls_predict_no_de_genes():
     """The real controls, sampled to the truth's size as the harness does, have no significant
-    gene against the controls: the overlap metrics' floor is 0."""
+    gene against the controls: the overlap metrics' floor is 0, except where the truth has none
+    either (nothing to recover, nothing wrongly called: 1)."""
     ctrl, true, _ = make_fixture()
     rng = np.random.default_rng(1)
     for d in true:
         sample = ctrl[np.sort(rng.choice(len(ctrl), len(true[d]), replace=False))]
         data = condition(true[d], sample, ctrl)
-        for name in ["overlap_at_N", "overlap_at_50", "precision_at_50"]:
-            assert METRICS[name](data) == 0.0
+        for name in ["overlap_at_N", "overlap_at_50"]:
+            assert METRICS[name](data) == (1.0 if d == "inert" else 0.0), (d, name)
+        assert METRICS["precision_at_50"](data) == 0.0
 
 
 def test_no_change_scores_chance_on_average():
@@ -204,7 +212,7 @@ def test_no_change_scores_chance_on_average():
     assert METRICS["centroid_accuracy"](split).mean() == pytest.approx(CHANCE_RANK)
     c = len(true)
     assert METRICS["discrimination_score_l1"](split).mean() == pytest.approx((c + 1) / (2 * c))
-    for name in SPLIT_METRICS:
+    for name in RANK_METRICS:
         assert METRICS[name].chance == CHANCE_RANK and METRICS[name].higher_is_better
 
 
@@ -244,7 +252,7 @@ def test_split_metrics_compare_within_cell_type():
     """Conditions of another cell type (other controls) are not competitors."""
     alone = hand_split([[0, 0], [2, 0]], [[1.9, 0], [2, 0]], ["a", "a"])
     mixed = hand_split([[0, 0], [2, 0], [1.9, 0]], [[1.9, 0], [2, 0], [5, 5]], ["a", "a", "b"])
-    for name in SPLIT_METRICS:
+    for name in RANK_METRICS:
         np.testing.assert_allclose(METRICS[name](mixed)[:2], METRICS[name](alone))
         assert METRICS[name](mixed)[2] == 1.0  # alone in its cell type
 
@@ -277,9 +285,13 @@ def test_condition_metrics_finite(case):
 @pytest.mark.parametrize("rows", [1, 3])
 def test_split_metrics_finite_on_identical_rows(rows):
     split = hand_split([[1.0, 1.0]] * rows, [[0.0, 0.0]] * rows, ["a"] * rows)
-    for name in SPLIT_METRICS:
+    for name in RANK_METRICS:
         values = METRICS[name](split)
         assert values.shape == (rows,) and np.all(np.isfinite(values))
+    ctrl, true, _ = make_fixture()
+    same = {f"d{i}": true["drugA"] for i in range(rows)}
+    values = METRICS["pearson_edistance"](split_of(same, same, ctrl))  # constant effect sizes: r defined as 0
+    assert values.shape == (rows,) and np.all(values == 0.0)
 
 
 # ---------------------------------------------------------------- benchmarks
