@@ -1,0 +1,80 @@
+"""The `unseen_drug_families` split: whole drug families held out, so that no test drug has a
+sibling (same mechanism, or same Bemis-Murcko scaffold) in training.
+
+`unseen_drugs` lets a predictor score well by recognising a test drug's family from its training
+siblings; here it has to generalise to a new mechanism. Families come from the obs column
+`drug_family` (the generator writes it; a real file can carry one, e.g. sci-Plex3's pathway
+annotation under that name), or, when
+drugs have SMILES (obs `smiles`, from `--smiles` tables), from their Bemis-Murcko scaffolds.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench.data.benchmark import FAMILY
+from bench.data.drugs import SMILES
+from bench.errors import BenchError
+from bench.schema import CONTROL, DRUG
+from splits.base import TEST, TRAIN, VAL, Split, register_split
+
+
+def scaffold(smiles: str) -> str | None:
+    """The Bemis-Murcko scaffold (canonical SMILES) of a molecule; None for an unreadable SMILES or
+    an acyclic molecule (no ring system to share)."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    core = Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol))
+    return core or None
+
+
+def drug_groups(adata: ad.AnnData, control: str = CONTROL) -> dict[str, str]:
+    """drug -> group of every treated drug: its scaffold when the set has SMILES, else its
+    `drug_family`. A drug without either forms a group of its own."""
+    obs = adata.obs.loc[adata.obs[DRUG].astype(str) != control].drop_duplicates(DRUG)
+    first = obs.set_index(obs[DRUG].astype(str))
+    if SMILES in obs and first[SMILES].notna().any():
+        keys = {d: scaffold(s) if isinstance(s, str) else None for d, s in first[SMILES].items()}
+        prefix = "scaffold"
+    elif FAMILY in obs:
+        keys = {d: None if pd.isna(f) else str(f) for d, f in first[FAMILY].items()}
+        prefix = "family"
+    else:
+        raise BenchError(f"unseen_drug_families needs drug families: an obs column '{FAMILY}' or SMILES (--smiles)")
+    return {d: f"{prefix}:{k}" if k is not None else f"drug:{d}" for d, k in keys.items()}
+
+
+@register_split("unseen_drug_families", "whole drug families (or scaffolds, with --smiles) held out; validation on other families")
+def unseen_drug_families(
+    adata: ad.AnnData,
+    seed: int = 0,
+    control: str = CONTROL,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+) -> Split:
+    """Hold out seeded random whole families until they hold at least `test_fraction` of the drugs
+    (test), then other families up to `val_fraction` (validation); the rest, and every control,
+    is training. No test or validation drug has a family member in training."""
+    groups = drug_groups(adata, control)
+    families = sorted(set(groups.values()))
+    members = {f: [d for d, g in groups.items() if g == f] for f in families}
+    wanted = {TEST: max(1, round(test_fraction * len(groups))), VAL: max(1, round(val_fraction * len(groups)))}
+    held = {TEST: 0, VAL: 0}
+    role: dict[str, str] = {}
+    for family in np.random.default_rng(seed).permutation(families):
+        r = next((r for r in (TEST, VAL) if held[r] < wanted[r]), None)
+        if r is None:
+            break
+        role.update({d: r for d in members[family]})
+        held[r] += len(members[family])
+    if held[VAL] == 0 or len(role) == len(groups):
+        raise BenchError(f"unseen_drug_families: {len(families)} drug families are too few for test, validation and training")
+    labels = adata.obs[DRUG].astype(str).map(lambda d: role.get(d, TRAIN))
+    return Split("unseen_drug_families", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control)
