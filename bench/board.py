@@ -25,7 +25,7 @@ REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference`
 class Board:
     """Everything published about one split: its run folders' metadata and every run's result."""
 
-    split: str
+    split: str  # the page's name: the split, with its split seed when that is not 0
     metas: list[dict] = field(default_factory=list)  # run.json of each run folder, with "run_dir"
     results: list[dict] = field(default_factory=list)  # result.json of each run, with "run_path"
 
@@ -57,6 +57,15 @@ class Board:
     def meta(self) -> dict:
         return self.metas[0] if self.metas else {}
 
+    @property
+    def base(self) -> str:
+        """The split's registered name (without the split seed)."""
+        return self.meta.get("split") or (self.results[0]["split"] if self.results else self.split)
+
+    @property
+    def split_seed(self) -> int:
+        return int((self.meta.get("split_summary") or {}).get("seed") or 0)
+
     def ok(self) -> list[dict]:
         return [r for r in self.results if r["status"] == "ok"]
 
@@ -69,7 +78,8 @@ def read_json(path: Path) -> dict:
 
 
 def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
-    """Read run folders and group their results by split; runs of one split must share their data."""
+    """Read run folders and group their results by split and split seed (one board each, named
+    `<split>` for split seed 0 and `<split>-seed<k>` otherwise); runs of one board must share their data."""
     boards: dict[str, Board] = {}
     for run_dir in map(Path, run_dirs):
         paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
@@ -78,6 +88,8 @@ def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
         meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
         results = [{**read_json(p), "run_path": str(p.parent)} for p in paths]
         split = meta.get("split") or results[0]["split"]
+        split_seed = int((meta.get("split_summary") or {}).get("seed") or 0)
+        split = split if split_seed == 0 else f"{split}-seed{split_seed}"
         board = boards.setdefault(split, Board(split))
         if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):
             raise BenchError(

@@ -242,20 +242,20 @@ class Evaluator:
             sets[c] = self.sample(c, pred)
         raw = self._raw(sets, chosen)
         floor = self.floor(chosen)
-        frame = pd.DataFrame({
+        columns: dict[str, object] = {
             CELL_TYPE: [c.cell_type for c in self.conditions],
             DRUG: [c.drug for c in self.conditions],
             DOSE: [c.dose for c in self.conditions],
             "n_true": [len(self._true[c]) for c in self.conditions],
             "n_pred": [sizes[c] for c in self.conditions],
-        })
+        }
         ref = self.replicate(chosen) if replicate else None
         for m in chosen:
-            frame[m.name] = raw[m.name].to_numpy()
-            frame[f"{m.name}_floor"] = floor[m.name].to_numpy()
-            frame[f"{m.name}_norm"] = calibrate(frame[m.name], frame[f"{m.name}_floor"], m.best)
+            score, base = raw[m.name].to_numpy(), floor[m.name].to_numpy()
+            columns.update({m.name: score, f"{m.name}_floor": base, f"{m.name}_norm": calibrate(score, base, m.best)})
             if ref is not None:
-                frame[f"{m.name}_replicate"] = ref[m.name].to_numpy()
+                columns[f"{m.name}_replicate"] = ref[m.name].to_numpy()
+        frame = pd.DataFrame(columns)
         return frame
 
     def score_predictor(self, predict_many: Callable, metrics: list[str] | None = None, replicate: bool = True) -> pd.DataFrame:

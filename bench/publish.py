@@ -25,6 +25,7 @@ from bench.board import (
 )
 from bench.evaluation import calibrated
 from bench.headline import headline, headline_metrics, interval, paired_comparison
+from bench.stability import headline_scores, mean_kendall_tau, separations, verdict
 from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from bench.runner import PAPER_METRICS
 from metrics import METRICS
@@ -120,13 +121,13 @@ def provenance_lines(board: Board) -> list[str]:
     return lines
 
 
-def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected") -> pd.DataFrame:
+def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected", seed: int | None = None) -> pd.DataFrame:
     """Per test condition, every score and floor column of `predictor` at the selected epoch,
-    averaged over its seeds (floors are the same for every seed); one row per condition."""
+    averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
     frames = []
     for r in board.ok():
         path = Path(r.get("run_path", "")) / "conditions.csv"
-        if r["predictor"] != predictor or not path.exists():
+        if r["predictor"] != predictor or not path.exists() or (seed is not None and r["seed"] != seed):
             continue
         frame = pd.read_csv(path)
         if "selection" in frame:
@@ -137,19 +138,38 @@ def pooled_conditions(board: Board, predictor: str, selection: str = "val_select
     return pd.concat(frames).groupby(keys, as_index=False).mean(numeric_only=True)
 
 
-def headline_frame(board: Board) -> pd.DataFrame:
+def across(boards: list[Board], predictor: str, seed: int | None = None) -> pd.DataFrame:
+    """`pooled_conditions` of several boards (split seeds) stacked; a drug held out under two split
+    seeds counts as two units of the drug bootstrap."""
+    frames = []
+    for board in boards:
+        frame = pooled_conditions(board, predictor, seed=seed)
+        if not frame.empty and len(boards) > 1:
+            frame = frame.assign(drug=frame["drug"].astype(str) + f" (split seed {board.split_seed})")
+        frames.append(frame)
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def predictor_order(boards: list[Board]) -> list[str]:
+    return list(dict.fromkeys(n for b in boards for n in b.predictors))
+
+
+def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
     """Every predictor (references included) with its headline over seeds (validation-selected
-    epoch), its 95% interval from a bootstrap over held-out drugs and its calibrated components,
-    best first; plus a `replicate` row: half of the true cells predicting the other half."""
+    epoch; over split seeds too when given several boards), its 95% interval from a bootstrap over
+    held-out drugs and its calibrated components, best first; plus a `replicate` row: half of the
+    true cells predicting the other half."""
+    boards = [boards] if isinstance(boards, Board) else boards
     rows, replicate = [], None
-    for name in board.predictors:
-        frame = pooled_conditions(board, name)
+    for name in predictor_order(boards):
+        frame = across(boards, name)
         if frame.empty or not headline_metrics(frame):
             continue
         low, high = interval(frame)
-        runs = [r for r in board.ok() if r["predictor"] == name]
+        runs = [r for b in boards for r in b.ok() if r["predictor"] == name]
         row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame),
-               "low": low, "high": high, "seeds": len(runs)}
+               "low": low, "high": high, "seeds": len({r["seed"] for r in runs})}
         row.update({f"{m}_norm": calibrated(frame, m) for m in headline_metrics(frame)})
         rows.append(row)
         if replicate is None and all(f"{m}_replicate" in frame for m in headline_metrics(frame)):
@@ -163,28 +183,51 @@ def headline_frame(board: Board) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([replicate])], ignore_index=True) if replicate else frame.reset_index(drop=True)
 
 
-def ranking(board: Board) -> pd.DataFrame:
+def stability_lines(boards: list[Board]) -> list[str]:
+    """Kendall tau of the headline ranking (non-reference predictors) across model seeds and, with
+    several boards, across split seeds; then the ranking written with the separations its drug-level
+    intervals support."""
+    ranked = ranking(boards)
+    if len(ranked) < 2:
+        return []
+    names = ranked["predictor"].tolist()
+    model_seeds = sorted({r["seed"] for b in boards for r in b.ok()})
+    by_seed = [headline_scores({n: across(boards, n, seed) for n in names}) for seed in model_seeds]
+    tau, pairs = mean_kendall_tau(by_seed)
+    lines = [f"- Across model seeds ({', '.join(map(str, model_seeds))}): mean Kendall tau "
+             + (f"{tau:.2f} over {pairs} pair(s) of seeds." if pairs else "not available (one seed).")]
+    if len(boards) > 1:
+        by_split = [headline_scores({n: pooled_conditions(b, n) for n in names}) for b in boards]
+        tau, pairs = mean_kendall_tau(by_split)
+        seeds = ", ".join(str(b.split_seed) for b in boards)
+        lines.append(f"- Across split seeds ({seeds}): mean Kendall tau {tau:.2f} over {pairs} pair(s).")
+    frames = {n: across(boards, n) for n in names}
+    lines.append(f"- Supported by drug-level 95% paired intervals (`>` separated, `≈` not): {verdict(separations(names, frames))}")
+    return lines
+
+
+def ranking(boards: Board | list[Board]) -> pd.DataFrame:
     """Non-reference predictors ranked by the headline (validation-selected epoch, pooled over seeds)."""
-    frame = headline_frame(board)
+    frame = headline_frame(boards)
     return frame if frame.empty else frame[~frame["reference"]].reset_index(drop=True)
 
 
 def headline_table(frame: pd.DataFrame) -> str:
-    """Markdown: rank, predictor, headline with its drug-bootstrap interval, calibrated components."""
+    """Markdown: rank, predictor, headline with its drug-bootstrap interval, then the calibrated
+    components and any per-split-seed headline columns."""
     if frame.empty:
         return "(no successful runs with the headline metrics)"
-    parts = [c for c in frame.columns if c.endswith("_norm")]
+    parts = [c for c in frame.columns if c.endswith("_norm") or c.startswith("split seed")]
     head = ["rank", "predictor", "headline", "95% interval (drugs)", *parts, "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rank = 0
-    for row in frame.itertuples(index=False):
-        if not row.reference:
-            rank += 1
-        label = f"{row.predictor} (reference)" if row.reference else row.predictor
-        spread = "-" if pd.isna(row.low) else f"{row.low:.3f} to {row.high:.3f}"
-        values = [_fmt(getattr(row, c)) for c in parts]
-        lines.append(f"| {'-' if row.reference else rank} | {label} | {_fmt(row.headline)} | {spread} | "
-                     + " | ".join(values) + f" | {row.seeds or '-'} |")
+    for _, row in frame.iterrows():
+        rank += not row["reference"]
+        label = f"{row['predictor']} (reference)" if row["reference"] else row["predictor"]
+        spread = "-" if pd.isna(row["low"]) else f"{row['low']:.3f} to {row['high']:.3f}"
+        values = [_fmt(row[c]) for c in parts]
+        lines.append(f"| {'-' if row['reference'] else rank} | {label} | {_fmt(row['headline'])} | {spread} | "
+                     + " | ".join(values) + f" | {row['seeds'] or '-'} |")
     return "\n".join(lines)
 
 
@@ -261,6 +304,7 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     parts += [
         "## Headline ranking", "", HEADLINE_NOTE, "", headline_table(headline_frame(board)), "",
         *significance_lines(board), "",
+        "### Ranking stability", "", *(stability_lines([board]) or ["Fewer than two ranked predictors."]), "",
         "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
         "conditions; cells show mean ± standard deviation over seeds. **Bold** marks the best value of a",
         "column among non-reference predictors (direction from the metric registry); `(reference)` rows",
@@ -296,10 +340,40 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     return "\n".join(parts)
 
 
-def render_markdown(run_dir: Path) -> str:
-    """The leaderboard page of a single run folder (what `bench run` prints), without plots."""
-    boards = load_boards([Path(run_dir)])
-    return "\n".join(render_split_page(b) for b in boards.values())
+def render_markdown(run_dirs: Path | list[Path]) -> str:
+    """The leaderboard pages of run folders (what `bench run` prints), without plots: one per split
+    seed, then the pooled page of a split run under several split seeds."""
+    folders = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(d) for d in run_dirs]
+    boards = load_boards(folders)
+    pages = [render_split_page(b) for b in boards.values()]
+    pages += [render_pooled_page(base, group) for base, group in split_groups(boards).items() if len(group) > 1]
+    return "\n".join(pages)
+
+
+def split_groups(boards: dict[str, Board]) -> dict[str, list[Board]]:
+    """Boards grouped by their split's registered name (one per split seed)."""
+    groups: dict[str, list[Board]] = {}
+    for board in boards.values():
+        groups.setdefault(board.base, []).append(board)
+    return {base: sorted(group, key=lambda b: b.split_seed) for base, group in groups.items()}
+
+
+def render_pooled_page(base: str, boards: list[Board]) -> str:
+    """The page of one split run under several split seeds: the headline pooled over split seeds
+    (drug bootstrap over every held-out drug of every split seed), each split seed's headline, and
+    the ranking's stability."""
+    pooled = headline_frame(boards)
+    for board in boards:
+        per_seed = headline_frame(board).set_index("predictor")["headline"] if not headline_frame(board).empty else {}
+        pooled[f"split seed {board.split_seed}"] = [per_seed.get(n, np.nan) for n in pooled["predictor"]]
+    parts = [f"# Leaderboard: `{base}`, pooled over split seeds {', '.join(str(b.split_seed) for b in boards)}", "",
+             f"- Data: {_describe_data(boards[0].meta)}",
+             *[f"- Split seed {b.split_seed}: test drugs {', '.join((b.meta.get('split_summary') or {}).get('test_drug_names', [])) or '?'}"
+               for b in boards], "",
+             "## Headline ranking, pooled", "", HEADLINE_NOTE, "",
+             headline_table(pooled), "",
+             "## Ranking stability", "", *stability_lines(boards), ""]
+    return "\n".join(parts)
 
 
 def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
@@ -320,6 +394,11 @@ def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
         parts += [f"## [`{split}`]({split}.md)", "", f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
                   headline_table(headline_frame(board)), "", *significance_lines(board), "",
                   f"Full tables, plots and provenance: [{split}.md]({split}.md).", ""]
+    for base, group in split_groups(boards).items():
+        if len(group) > 1:
+            seeds = ", ".join(str(b.split_seed) for b in group)
+            parts += [f"## [`{base}`, pooled over split seeds {seeds}]({base}-pooled.md)", "",
+                      headline_table(headline_frame(group)), "", *stability_lines(group), ""]
     parts += [
         "## Reproduce",
         "",
@@ -374,6 +453,11 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         page = out_dir / f"{split}.md"
         atomic_write_text(page, render_split_page(board, {t: p.relative_to(out_dir).as_posix() for t, p in images.items()}))
         written.append(page)
+    for base, group in split_groups(boards).items():
+        if len(group) > 1:
+            page = out_dir / f"{base}-pooled.md"
+            atomic_write_text(page, render_pooled_page(base, group))
+            written.append(page)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
     reproduce = reproduce_commands(boards, out_dir)
     atomic_write_text(out_dir / "README.md", render_overview(boards, reproduce))
@@ -388,4 +472,4 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
     for stale in set(old) - set(files) - {MANIFEST}:
         if ".." not in Path(stale).parts and not Path(stale).is_absolute():
             (out_dir / stale).unlink(missing_ok=True)
-    return [out_dir / "README.md", *(out_dir / f"{s}.md" for s in boards)]
+    return [out_dir / "README.md", *(p for p in written if p.suffix == ".md" and p.name != "README.md")]

@@ -20,13 +20,15 @@ from splits import get_split
 from splits.base import TEST
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise BenchError(f"--seeds '{text}': expected comma-separated integers such as 0,1,2") from None
+        raise BenchError(f"{option} '{text}': expected comma-separated integers such as 0,1,2") from None
     if not seeds:
-        raise BenchError("--seeds is empty: expected comma-separated integers such as 0,1,2")
+        raise BenchError(f"{option} is empty: expected comma-separated integers such as 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"{option} '{text}': a seed is repeated")
     return seeds
 
 
@@ -38,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictors", default="all", help="'all' or comma-separated names (see `bench list`)")
     p.add_argument("--split", default="unseen_drugs", help="split name (default: unseen_drugs)")
     p.add_argument("--split-column", default=None, help="use the train/test/ood roles stored in this obs column (CPA files)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the drug hold-out (default: 0)")
+    p.add_argument("--split-seeds", "--split-seed", dest="split_seeds", default="0",
+                   help="comma-separated seeds of the drug hold-out; several: one run folder each under --out, "
+                        "reported separately and pooled (default: 0)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epoch budget of every trainable predictor (default: each predictor's own)")
@@ -79,37 +83,46 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--patience {args.patience}: expected 0 (never stop early) or a positive integer")
     executor = make_executor(args.executor, args.workers, args.ray_address)
     bench = load_benchmark(args)
+    split_seeds = parse_seeds(args.split_seeds, "--split-seeds")
+    out = Path(args.out)
+    config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
+                       force=args.force, patience=args.patience or None)
+    folders = [out if len(split_seeds) == 1 else out / f"split-seed{s}" for s in split_seeds]
+    for split_seed, folder in zip(split_seeds, folders):
+        run_split(args, bench, config, split_seed, folder, executor)
+    text = render_markdown(folders)
+    atomic_write_text(out / "leaderboard.md", text)
+    print(text)
+    print(f"results: {out}/ (leaderboard.md, runs/*/seed*/); publish with `bench leaderboard {' '.join(map(str, folders))}`",
+          file=sys.stderr)
+    return 0
+
+
+def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: int, out: Path, executor) -> None:
+    """One split seed of the main job: hold out drugs, record the run's provenance, run every job."""
     options = {"split_column": args.split_column} if args.split_column else {}
-    split = get_split(args.split, bench.sc, seed=args.split_seed, control=bench.control, **options)
+    split = get_split(args.split, bench.sc, seed=split_seed, control=bench.control, **options)
     held_out = [d for d in split.drugs(bench.sc.obs, TEST) if not is_combination(d)]  # combinations: see runner
     absent = bench.missing_in_bulk(held_out) if bench.bulk is not None else []
     if absent:
         print(f"warning: held-out drug(s) absent from the bulk set: {', '.join(absent)}; predictors that need bulk "
               "profiles of a drug will report a failure for them", file=sys.stderr)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    summary = split.summary(bench.sc.obs)
     meta = {
         "command": "bench " + shlex.join(args.argv),
         "split": args.split,
-        "split_summary": split.summary(bench.sc.obs),
-        "seeds": seeds,
-        "predictors": names,
+        "split_summary": summary,
+        "seeds": config.seeds,
+        "predictors": config.predictors,
         "data": bench.describe(),
         "versions": versions(),
     }
     atomic_write_json(out / "run.json", meta)
-    summary = split.summary(bench.sc.obs)
     print(
-        f"data: {bench.name}; split {args.split}: {summary['test_drugs']} test drugs "
+        f"data: {bench.name}; split {args.split} (split seed {split_seed}): {summary['test_drugs']} test drugs "
         f"({summary['test_conditions']} conditions), {summary['val_drugs']} validation drugs, "
         f"{summary['train_drugs']} training drugs",
         file=sys.stderr,
     )
-    config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
-                       force=args.force, patience=args.patience or None)
     run_benchmark(bench, split, config, out, executor)
-    text = render_markdown(out)
-    atomic_write_text(out / "leaderboard.md", text)
-    print(text)
-    print(f"results: {out}/ (leaderboard.md, runs/*/seed*/); publish with `bench leaderboard {out}`", file=sys.stderr)
-    return 0
