@@ -220,7 +220,8 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty
     result.update(trainable=cls.trainable, reference=cls.reference, options=predictor.config)
     task = make_task(cls, bench, split, test_eval, val_eval, config, seed)
-    reason = cls.unavailable(task) or combination_problem(cls, task.test_conditions + task.val_conditions)
+    split_conditions = task.training_conditions() + task.test_conditions + task.val_conditions
+    reason = cls.unavailable(task) or combination_problem(cls, split_conditions)
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
     log = _EpochLog(predictor, test_eval, val_eval, bar, config.patience)

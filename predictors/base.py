@@ -88,9 +88,9 @@ class Predictor(ABC):
     packages: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[dict] = {}
     reference: ClassVar[bool] = False  # a bound, not a method (e.g. the oracle)
-    # Whether predict() takes a drug combination `A+B` as a condition of its own; None: only when it
-    # has no `needs` and no `packages` (see bench/data/combinations.py). A predictor that cannot is
-    # skipped, with the reason, on a split whose held-out conditions include combinations.
+    # Whether the predictor takes a drug combination `A+B` as a condition of its own; None: only when
+    # it has no `needs` and no `packages` (see bench/data/combinations.py). One that cannot is skipped,
+    # with the reason, when the split's conditions (training ones included) hold a combination.
     combinations: ClassVar[bool | None] = None
 
     def __init__(self, seed: int = 0, **config) -> None:

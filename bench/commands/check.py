@@ -113,7 +113,8 @@ def skipped_lines(bench: Benchmark, split: Split) -> list[str]:
         except Exception as exc:  # noqa: BLE001  a broken plug-in is listed, not fatal
             lines.append(f"  {name}: cannot be imported ({type(exc).__name__})")
             continue
-        reason = cls.unavailable(task) or combination_problem(cls, task.test_conditions + task.val_conditions)
+        reason = cls.unavailable(task) or combination_problem(cls, split.conditions(obs, TRAIN) + task.test_conditions
+                                                              + task.val_conditions)
         if reason:
             lines.append(f"  {name}: {reason}")
     return ["predictors skipped on this data:"] + (lines or ["  none"])

@@ -4,8 +4,8 @@ A label is split at `+` outside brackets (`(+)-JQ1` is one drug); its parts are 
 rejoined (`A + B` is `A+B`); a vehicle part of a combination (`A+control`) is no drug and is
 dropped with its dose. Its dose is one dose per drug (`1+1`; a single dose means each drug at that
 dose); the condition's dose is the total in nM and obs `dose_parts` keeps the doses per drug. A
-combination is held out with any of its drugs (splits/unseen_drugs.py), and a predictor is run
-on combination conditions only when it can predict them (`Predictor.combinations`).
+combination is held out with any of its drugs (splits/unseen_drugs.py), and a predictor is run on
+a split holding combinations only when it can take them (`Predictor.combinations`).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def _resolve(label: str, dose: tuple, has_dose: bool, vehicles: set[str], where:
     if len(dose) == 1 and len(drugs) > 1:
         dose = dose * len(drugs)
     if len(dose) != len(drugs):
-        raise BenchError(f"{where} has dose '{describe(dose)}' nM for drug '{label}': expected one dose per drug "
-                         f"of the combination ({len(drugs)}), such as 1+1")
+        raise BenchError(f"{where} has dose '{describe(dose)}' nM for '{label}': expected {len(drugs)} dose(s), "
+                         "one per drug (such as 1+1 for A+B)")
     keep = [i for i, d in enumerate(drugs) if d not in vehicles] if len(drugs) > 1 else [0]
     if not keep:
         return "", 0.0, ""
@@ -90,13 +90,15 @@ def _check_totals(resolved: list[tuple[str, float, str]], where: str) -> None:
 
 
 def combination_problem(predictor: type, conditions: Iterable[Condition]) -> str | None:
-    """Why `predictor` (a Predictor class) cannot be run on `conditions`, some of which are
-    combinations, or None. Its `combinations` attribute decides; when it is None, a predictor that
-    needs per-drug inputs (bulk profiles, generating parameters) or hands drugs to a package cannot."""
+    """Why `predictor` (a Predictor class) cannot be run on a split with these `conditions` (training
+    ones included), some of them combinations, or None. Its `combinations` attribute decides; when it
+    is None, a predictor that needs per-drug inputs (bulk profiles, generating parameters) or hands
+    drugs to a package (which may look a combination up by name or split it) cannot."""
     combos = combinations_among(c.drug for c in conditions)
     able = getattr(predictor, "combinations", None)
     if able is None:
         able = not getattr(predictor, "needs", ()) and not getattr(predictor, "packages", ())
     if not combos or able:
         return None
-    return f"cannot predict drug combinations ({len(combos)} held out: {', '.join(combos[:3])}{', ...' if len(combos) > 3 else ''})"
+    shown = ", ".join(combos[:3]) + (", ..." if len(combos) > 3 else "")
+    return f"cannot predict drug combinations ({len(combos)} in this split: {shown})"

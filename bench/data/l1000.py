@@ -59,8 +59,8 @@ def sample_info(raw: ad.AnnData, path: Path) -> tuple[ad.AnnData, str]:
                 best = max(best, (hits, info, word, id_col), key=lambda b: b[0])
     hits, info, word, id_col = best
     if info is None:
-        where = f"none of {', '.join(tried)} matches" if tried else "no *inst_info*.txt or *sig_info*.txt beside it"
-        raise BenchError(f"{path}: no sample metadata (pert_iname) in the file, and {where} its column ids")
+        where = f"none of {', '.join(tried)} lists its column ids" if tried else "no *inst_info* or *sig_info* side-car lies beside it"
+        raise BenchError(f"{path}: no sample metadata: no pert_iname in the file, and {where} (e.g. {ids[0]})")
     if hits < len(ids):
         missing = ids[~ids.isin(read_table(info, [id_col])[id_col])]
         raise BenchError(f"{path}: {len(missing)} of {len(ids)} column ids are not in {info.name} ({id_col}), e.g. {missing[0]}")
