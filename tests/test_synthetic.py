@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from bench.data.synthetic import SC_DOSES, expected_shift, generate, responder_fraction, simulate_cells
 from bench.errors import BenchError
@@ -88,3 +89,30 @@ def test_single_cell_responses_are_heterogeneous(smoke):
 def test_unknown_size_is_a_clear_error():
     with pytest.raises(BenchError, match="unknown data size 'huge'"):
         generate("huge")
+
+
+def test_large_conditions_are_simulated_in_bounded_blocks(smoke, monkeypatch):
+    import bench.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "CELL_BLOCK", 7)
+    truth = smoke.truth
+    cells = synthetic.simulate_block(truth, Condition("CL00", "D001", 1000.0), "CL00", 20, np.random.default_rng(0))
+    assert sp.isspmatrix_csr(cells) and cells.shape == (20, truth["genes"].size) and cells.dtype == np.float32
+    parts = [cells[:5], cells[5:6], cells[6:]]
+    stacked = synthetic.stack_rows(iter(parts), cells.shape[1])
+    assert stacked.indices.dtype == np.int32 and (stacked != cells).nnz == 0
+
+
+def test_full_size_has_the_sci_plex3_and_lincs_shape():
+    """Checked on the configuration and the bulk plate layout (generating it takes minutes and
+    ~3.4 GB: see docs/data.md)."""
+    from bench.data.synthetic import config_for
+    from bench.data.synthetic_realistic import KNOBS, bulk_layout
+
+    cfg = config_for("full")
+    assert (cfg.n_sc_drugs, cfg.n_sc_cell_lines, len(SC_DOSES), cfg.n_genes) == (188, 3, 4, 2000)
+    cells = cfg.n_sc_cell_lines * (cfg.controls_per_cell_line + cfg.n_sc_drugs * len(SC_DOSES) * cfg.cells_per_condition)
+    assert 600_000 < cells < 700_000 and cfg.controls_per_cell_line >= 1000
+    assert round(cfg.bulk_gene_fraction * cfg.n_genes) + cfg.n_bulk_only_genes == 978  # L1000 landmarks
+    easy_profiles = cfg.n_bulk_cell_lines * cfg.n_bulk_drugs * cfg.bulk_pair_fraction * 6 * cfg.bulk_replicates
+    assert easy_profiles >= 200_000 and len(bulk_layout(cfg, KNOBS, np.random.default_rng(0))) >= 200_000
