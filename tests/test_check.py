@@ -39,7 +39,7 @@ def test_summary_of_single_cell_and_bulk(files, smoke, capsys):
 def test_without_bulk_the_bulk_predictors_are_named(files, capsys):
     assert main(["check", "--sc", str(files / "sc.h5ad"), "--dose-key", "none", "--split-seed", "3"]) == 0
     out = capsys.readouterr().out
-    assert "bulk: none" in out and "no dose column: one dose per drug" in out and "(seed 3)" in out
+    assert "bulk: none" in out and "one dose per drug, placeholder 1" in out and "(seed 3)" in out
     for name in ("knn", "CPA_transfer", "cVAE", "BERT", "BERT_whole_mlp"):
         assert f"  {name}: needs a bulk data set (--bulk)" in out
     assert "  control_mean:" not in out and "  random:" not in out

@@ -42,13 +42,11 @@ def _doses(values: np.ndarray) -> str:
 
 def dose_source(adata) -> str:
     """How the doses of a loaded set were read (uns['bench_load'])."""
-    info = adata.uns.get(LOAD_UNS_KEY, {})
-    column = info.get("dose_column")
-    if column is None:
-        return "generated"
+    info = adata.uns[LOAD_UNS_KEY]
+    column = info["dose_column"]
     if not column:
-        return "no dose column: one dose per drug (placeholder 1)"
-    return f"column '{column}', plain numbers x {info.get('nm_per_unit', 1.0):g} nM, written units converted"
+        return "none read (no dose column, or --dose-key none): one dose per drug, placeholder 1"
+    return f"column '{column}', plain numbers x {info['nm_per_unit']:g} nM, written units converted"
 
 
 def single_cell_lines(bench: Benchmark) -> list[str]:
