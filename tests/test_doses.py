@@ -127,9 +127,13 @@ def test_control_rows_may_hold_anything(sc_file):
     np.testing.assert_allclose(load_single_cell(path).obs[DOSE], truth[DOSE])
 
 
-def test_a_condition_column_with_string_doses_runs_end_to_end(sc_file, tmp_path):
+def test_a_condition_column_with_string_doses_runs_end_to_end_without_bulk(sc_file, tmp_path):
     path, _ = sc_file(lambda obs: obs.__setitem__(DOSE, [f"{d:g} nM" for d in obs[DOSE]]))
     out = tmp_path / "run"
-    assert main(["run", "--sc", str(path), "--predictors", "control_mean,train_mean,random", "--out", str(out)]) == 0
-    for name in ("control_mean", "train_mean", "random"):
-        assert json.loads((out / "runs" / name / "seed0" / "result.json").read_text())["status"] == "ok"
+    floors, bulk_based = ["control_mean", "train_mean", "random"], ["knn", "cVAE", "CPA_transfer", "BERT_whole"]
+    assert main(["run", "--sc", str(path), "--predictors", ",".join(floors + bulk_based), "--out", str(out)]) == 0
+    results = {name: json.loads((out / "runs" / name / "seed0" / "result.json").read_text()) for name in floors + bulk_based}
+    assert all(results[name]["status"] == "ok" for name in floors)
+    for name in bulk_based:  # no bulk set: skipped with the reason, in the results and the leaderboard
+        assert (results[name]["status"], results[name]["error"]) == ("skipped", "needs a bulk data set (--bulk)")
+        assert f"- {name} (seed 0): skipped: needs a bulk data set (--bulk)" in (out / "leaderboard.md").read_text()
