@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import anndata as ad
 import numpy as np
 import pytest
 
@@ -112,8 +113,6 @@ def test_who_can_predict_combinations():
 def test_predictors_that_cannot_are_skipped_with_the_reason(combo_file, smoke, tmp_path):
     sc = load_single_cell(combo_file)
     drugs = sc.obs[DRUG].astype(str)
-    import anndata as ad
-
     stored = ad.read_h5ad(combo_file)
     stored.obs["split"] = np.where(drugs.isin(["D000", "D000+D001"]), "ood", np.where(drugs == "D005", "test", "train"))
     stored.write_h5ad(tmp_path / "sc.h5ad")

@@ -72,10 +72,11 @@ def treated_conditions(drugs: np.ndarray, codes: np.ndarray, table: np.ndarray, 
         raise BenchError(f"{where} is empty for {int(missing.sum())} treated row(s) of drug(s) {', '.join(names[:5])}; "
                          "give every treated row a dose, or read one dose per drug with --dose-key none")
     key = drug_codes.astype(np.int64) * (len(table) + 1) + codes + 1
-    pairs, index, inverse = np.unique(key, return_index=True, return_inverse=True)
+    _, index, inverse = np.unique(key, return_index=True, return_inverse=True)
     resolved = [_resolve(labels[drug_codes[i]], table[codes[i]], has_dose, vehicles, where) for i in index]
     _check_totals(resolved, where)
-    label, total, parts = (np.array(col, dtype=dtype)[inverse] for col, dtype in zip(zip(*resolved), (object, float, object)))
+    columns = zip(*resolved) if resolved else ((), (), ())
+    label, total, parts = (np.array(col, dtype=dtype)[inverse] for col, dtype in zip(columns, (object, float, object)))
     return label, total, parts
 
 
