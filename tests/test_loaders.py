@@ -148,3 +148,15 @@ def test_held_out_drug_without_bulk_profiles_is_named(smoke, tmp_path, capsys):
     knn = json.loads((out / "runs/knn/seed0/result.json").read_text())
     assert knn["status"] == "failed" and "'D003' has no bulk profiles" in knn["error"]
     assert json.loads((out / "runs/control_mean/seed0/result.json").read_text())["status"] == "ok"
+
+
+def test_latin1_gct_with_micro_sign_units(shared_data, tmp_path):
+    """An older GCT in Latin-1, its dose units written `µM` (the byte 0xB5)."""
+    lines = (shared_data / "l1000" / "test_l1000.gct").read_text().splitlines(keepends=True)
+    lines = [line.replace("\tum", "\t\u00b5M") if line.startswith("pert_dose_unit\t") else line for line in lines]
+    path = tmp_path / "latin1.gct"
+    path.write_bytes("".join(lines).encode("latin-1"))
+    assert b"\t\xb5M\t" in path.read_bytes()
+    bulk, direct = load_bulk(path), load_bulk(shared_data / "l1000" / "test_l1000.gct")
+    np.testing.assert_allclose(bulk.obs[DOSE], direct.obs[DOSE])
+    assert bulk.obs.loc[bulk.obs[DRUG] != CONTROL, "pert_dose"].str.endswith("\u00b5M").all()
