@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.data.doses import ONE_DOSE, SEP, describe
 from bench.errors import BenchError
-from bench.schema import Condition
+from bench.schema import Condition, same_dose
 
 DOSE_PARTS = "dose_parts"  # obs column: a combination's doses per drug in nM ('' for single drugs)
 _OPEN, _CLOSE = "([{", ")]}"
@@ -81,13 +81,17 @@ def treated_conditions(drugs: np.ndarray, codes: np.ndarray, table: np.ndarray, 
 
 
 def _check_totals(resolved: list[tuple[str, float, str]], where: str) -> None:
-    """Conditions are told apart by their total dose: two splits of one total would merge."""
-    seen: dict[tuple[str, float], str] = {}
+    """Conditions are told apart by their total dose (matched by `same_dose`): two splits of one
+    total would merge."""
+    by_label: dict[str, dict[str, float]] = {}
     for label, total, parts in resolved:
-        other = seen.setdefault((label, total), parts)
-        if other != parts:
-            raise BenchError(f"{where} gives combination '{label}' doses {other} and {parts} nM: conditions are told "
-                             "apart by their total dose, so give the two another total")
+        by_label.setdefault(label, {})[parts] = total
+    for label, totals in by_label.items():
+        parts = sorted(totals, key=totals.get)
+        for a, b in zip(parts, parts[1:]):
+            if same_dose([totals[a]], totals[b])[0]:
+                raise BenchError(f"{where} gives combination '{label}' doses {a} and {b} nM: conditions are told "
+                                 "apart by their total dose, so give the two another total")
 
 
 def combination_problem(predictor: type, conditions: Iterable[Condition]) -> str | None:
