@@ -288,23 +288,23 @@ def family_names(truth: dict) -> dict[str, str]:
     return {str(d): f"F{int(f):02d}" for d, f in zip(truth["drugs"], truth["drug_family"])}
 
 
-def _single_cell(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.AnnData:
-    lines = truth["cell_lines"][: cfg.n_sc_cell_lines]
-    drugs = truth["drugs"][: cfg.n_sc_drugs]
-    groups = []
-    for line in lines:
-        groups.append((str(line), CONTROL, 0.0, cfg.controls_per_cell_line))
-        groups += [(str(line), str(drug), dose, cfg.cells_per_condition) for drug in drugs for dose in SC_DOSES]
-
-    def blocks():
-        for line, drug, dose, n in groups:
-            cond = None if drug == CONTROL else Condition(line, drug, dose)
-            yield simulate_block(truth, cond, line, n, rng)
-
-    x = stack_rows(blocks(), cfg.n_genes)
+def simulate_groups(truth: dict, groups: list[tuple[str, str, float, int]], rng: np.random.Generator) -> ad.AnnData:
+    """The single-cell set of (cell line, drug or control, dose, count) groups, simulated in order
+    block by block into one CSR matrix, with its obs and the truth."""
+    blocks = (simulate_block(truth, None if drug == CONTROL else Condition(line, drug, dose), line, n, rng)
+              for line, drug, dose, n in groups)
+    x = stack_rows(blocks, len(truth["genes"]))
     adata = ad.AnnData(x, obs=cell_obs(groups, family_names(truth)), var=pd.DataFrame(index=truth["genes"]))
     adata.uns["bench_truth"] = truth
     return adata
+
+
+def _single_cell(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.AnnData:
+    groups = []
+    for line in map(str, truth["cell_lines"][: cfg.n_sc_cell_lines]):
+        groups.append((line, CONTROL, 0.0, cfg.controls_per_cell_line))
+        groups += [(line, str(drug), dose, cfg.cells_per_condition) for drug in truth["drugs"][: cfg.n_sc_drugs] for dose in SC_DOSES]
+    return simulate_groups(truth, groups, rng)
 
 
 def _bulk(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.AnnData:

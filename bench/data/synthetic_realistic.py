@@ -23,14 +23,11 @@ from bench.data.synthetic import (
     CELL_BLOCK,
     SC_DOSES,
     SyntheticConfig,
-    cell_obs,
     dose_response,
     draw_truth,
-    family_names,
     hill,
     responders,
-    simulate_block,
-    stack_rows,
+    simulate_groups,
 )
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
 
@@ -107,7 +104,6 @@ def draw_realistic_truth(cfg: SyntheticConfig, knobs: RealisticKnobs = KNOBS) ->
     truth["platform_gain"] = rng.lognormal(0.0, knobs.platform_gain_sd, g)
     truth["platform_offset"] = rng.normal(0.0, knobs.platform_offset_sd, g)
     truth["toxicity"] = (rng.random(n) < knobs.toxic_fraction) * rng.uniform(*knobs.toxicity, n)
-    truth["inert"] = potency <= knobs.inert_potency
     return truth
 
 
@@ -133,16 +129,7 @@ def _single_cell(cfg: SyntheticConfig, knobs: RealisticKnobs, truth: dict, rng: 
     controls, counts = cell_counts(cfg, knobs, truth, conditions, rng)
     groups = [(line, CONTROL, 0.0, controls) for line in lines]
     groups += [(c.cell_type, c.drug, c.dose, int(n)) for c, n in zip(conditions, counts)]
-
-    def blocks():
-        for line, drug, dose, n in groups:
-            cond = None if drug == CONTROL else Condition(line, drug, dose)
-            yield simulate_block(truth, cond, line, n, rng)
-
-    x = stack_rows(blocks(), cfg.n_genes)
-    adata = ad.AnnData(x, obs=cell_obs(groups, family_names(truth)), var=pd.DataFrame(index=truth["genes"]))
-    adata.uns["bench_truth"] = truth
-    return adata
+    return simulate_groups(truth, groups, rng)
 
 
 def bulk_layout(cfg: SyntheticConfig, knobs: RealisticKnobs, rng: np.random.Generator) -> list[tuple[int, int, float, int]]:
