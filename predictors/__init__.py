@@ -23,6 +23,7 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "BERT_transfer_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "transfer", "decoder": "mlp"}),
     "BERT_whole_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "whole", "decoder": "mlp"}),
     "BERT_subset_mlp": ("predictors.pertbert:PertBERT", {"pretrain": "subset", "decoder": "mlp"}),
+    "BERT_nobulk": ("predictors.pertbert:PertBERTNoBulk", {}),
 }
 
 __all__ = ["BUILTIN", "Predictor", "Task"]

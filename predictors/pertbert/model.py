@@ -14,7 +14,7 @@ class EncoderConfig:
     """Shape of the encoder. Genes are cut into patches of `patch` values; each patch is a token."""
 
     n_genes: int
-    patch: int = 10
+    patch: int = 40
     width: int = 64
     layers: int = 2
     heads: int = 4
@@ -53,11 +53,11 @@ class PatchEncoder(nn.Module):
         return x.view(x.shape[0], self.cfg.n_tokens, self.cfg.patch)
 
     def forward(self, x: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
-        if hidden is None:
-            hidden = torch.zeros_like(x)
-        values = self.patches(x * (1.0 - hidden))
-        flags = self.patches(hidden)
-        tokens = self.project(torch.cat([values, flags], dim=-1))
+        if hidden is None:  # nothing hidden: the flag half of the projection sees zeros, so skip it
+            tokens = nn.functional.linear(self.patches(x), self.project.weight[:, : self.cfg.patch], self.project.bias)
+        else:
+            flags = self.patches(hidden)
+            tokens = self.project(torch.cat([self.patches(x * (1.0 - hidden)), flags], dim=-1))
         tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1) + self.position
         return self.norm(self.blocks(tokens))
 
@@ -95,24 +95,33 @@ class ConditionEncoder(nn.Module):
 
 
 class LSTMDecoder(nn.Module):
-    """Decodes an embedding into `n_out` values, one output patch per LSTM step."""
+    """Decodes an embedding into `n_out` values in `steps` LSTM steps, one output patch of genes per
+    step, each step read out by its own projection of [LSTM state, step input].
 
-    def __init__(self, width: int, n_out: int, patch: int = 25, hidden: int = 128) -> None:
+    The step input is u_s = v + e_s (v: the projected embedding, e_s: a learned step embedding), so
+    its read-out v W_s + e_s W_s is computed as one matrix product of v for all steps plus a
+    constant per step, not per step and cell."""
+
+    def __init__(self, width: int, n_out: int, steps: int = 8, hidden: int = 64) -> None:
         super().__init__()
-        self.n_out, self.steps = n_out, -(-n_out // patch)
+        patch = -(-n_out // steps)
+        self.n_out, self.steps, self.hidden = n_out, -(-n_out // patch), hidden
         self.step_embedding = nn.Parameter(torch.randn(self.steps, hidden) * 0.02)
         self.inp = nn.Sequential(nn.Linear(width, hidden), nn.GELU())
-        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.lstm = nn.LSTM(hidden, hidden)
         # One output projection per step (gene patch): genes differ, so their read-outs do too.
         self.out_weight = nn.Parameter(torch.randn(self.steps, 2 * hidden, patch) / (2 * hidden) ** 0.5)
         self.out_bias = nn.Parameter(torch.zeros(self.steps, patch))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        u = self.inp(z)[:, None, :] + self.step_embedding[None]
-        h, _ = self.lstm(u)
-        # Each step reads the LSTM state and its own input, so no patch depends on a long chain only.
-        out = torch.einsum("bsh,shp->bsp", torch.cat([h, u], dim=-1), self.out_weight) + self.out_bias
-        return out.reshape(z.shape[0], -1)[:, : self.n_out]
+        v = self.inp(z)
+        h, _ = self.lstm(v[None] + self.step_embedding[:, None])  # (steps, batch, hidden)
+        w_state, w_input = self.out_weight[:, : self.hidden], self.out_weight[:, self.hidden :]
+        constant = self.out_bias + torch.bmm(self.step_embedding[:, None], w_input)[:, 0]  # (steps, patch)
+        from_state = torch.baddbmm(constant[:, None], h, w_state)  # (steps, batch, patch)
+        from_input = v @ w_input.transpose(0, 1).reshape(self.hidden, -1)  # (batch, steps * patch)
+        out = from_input.view(z.shape[0], self.steps, -1) + from_state.transpose(0, 1)
+        return out.view(z.shape[0], -1)[:, : self.n_out]
 
 
 class MLPDecoder(nn.Module):
@@ -126,20 +135,50 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
+class FixedDrugs(nn.Module):
+    """Drug vectors fixed before fine-tuning (one row per drug, e.g. from bulk profiles); not trained."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.table[index]
+
+
+class LearnedDrugs(nn.Module):
+    """One trained vector per training drug (rows 0..n-1); row n stands for any other drug and is the
+    mean of the trained rows, so an unseen drug carries no information of its own."""
+
+    def __init__(self, n_drugs: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_drugs, dim))  # unit scale, like the standardised bulk vectors
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.weight, self.weight.mean(0, keepdim=True)])[index]
+
+
 class FineTuneModel(nn.Module):
-    """Control cell (encoder genes) + condition -> change of every single-cell gene.
+    """Control cells (encoder genes) + conditions -> change of every single-cell gene.
 
-    The expression embedding ([CLS] of the encoder) and the condition embedding are summed and
-    decoded; the decoder's output is added to the input control cell, so predicted cells keep the
-    heterogeneity of the controls they start from."""
+    The expression embedding ([CLS] of the encoder) of a control cell and the embedding of a condition
+    are summed and decoded; the caller adds the change to the control cell, so predicted cells keep
+    the heterogeneity of the controls they start from. Cells and conditions are embedded once each
+    and paired afterwards, so a control cell serves every condition of its cell type in a batch."""
 
-    def __init__(self, encoder: PatchEncoder, drug_dim: int, n_cell_types: int, n_out: int, decoder: str) -> None:
+    def __init__(self, encoder: PatchEncoder, drugs: nn.Module, drug_dim: int, n_cell_types: int, n_out: int,
+                 decoder: str, steps: int = 8, hidden: int = 64) -> None:
         super().__init__()
         width = encoder.cfg.width
         self.encoder = encoder
+        self.drugs = drugs
         self.condition = ConditionEncoder(drug_dim, n_cell_types, width)
-        self.decoder = LSTMDecoder(width, n_out) if decoder == "lstm" else MLPDecoder(width, n_out)
+        self.decoder = LSTMDecoder(width, n_out, steps, hidden) if decoder == "lstm" else MLPDecoder(width, n_out)
 
-    def forward(self, x_enc: torch.Tensor, drug: torch.Tensor, cell_type: torch.Tensor, log_dose: torch.Tensor) -> torch.Tensor:
-        z = self.encoder.embed(x_enc) + self.condition(drug, cell_type, log_dose)
-        return self.decoder(z)
+    def conditions(self, drug: torch.Tensor, cell_type: torch.Tensor, log_dose: torch.Tensor) -> torch.Tensor:
+        """Drug indices, cell-type one-hots and log10 doses (C rows) -> condition embeddings (C, width)."""
+        return self.condition(self.drugs(drug), cell_type, log_dose)
+
+    def decode(self, cells: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Paired expression and condition embeddings (n, width) each -> changes (n, sc genes)."""
+        return self.decoder(cells + conditions)

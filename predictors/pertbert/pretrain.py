@@ -99,6 +99,12 @@ class Pretrained:
     def standardise(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)
 
+    def to(self, device: torch.device | str) -> Pretrained:
+        """Move the encoder and heads to `device` (in place); returns self."""
+        self.encoder.to(device)
+        self.heads.to(device)
+        return self
+
     def state(self) -> dict:
         return {
             "encoder_config": self.encoder.cfg.to_dict(),
@@ -152,7 +158,7 @@ def evaluate(model: Pretrained, x: torch.Tensor, cell: torch.Tensor, drug: torch
              setting: PretrainSetting) -> dict:
     """Table 1 metrics on held-out profiles (fixed mask seed, so runs are comparable)."""
     gen = torch.Generator().manual_seed(12345)
-    hidden = _random_mask(tuple(x.shape), setting.mask, gen)
+    hidden = _random_mask(tuple(x.shape), setting.mask, gen).to(x.device)
     model.encoder.eval()
     with torch.no_grad():
         out = model.heads(model.encoder(x, hidden))
@@ -166,10 +172,12 @@ def evaluate(model: Pretrained, x: torch.Tensor, cell: torch.Tensor, drug: torch
 
 
 def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str], sc_drugs: list[str],
-             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
+             cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
+             device: torch.device | str = "cpu") -> Pretrained:
     """Pre-train an encoder on one bulk set with masked-value regression (and, four-task, the
-    cell-line, drug and dose heads); returns it with Table 1 metrics on held-out profiles."""
-    model = untrained(bulk, cfg_overrides or {}, setting.seed, control)
+    cell-line, drug and dose heads) on `device`; returns it on the CPU with Table 1 metrics on
+    held-out profiles."""
+    model = untrained(bulk, cfg_overrides or {}, setting.seed, control).to(device)
     rows = select_profiles(bulk, setting.data, sc_cell_types, sc_drugs, control)
     rng = np.random.default_rng(setting.seed)
     rows = rng.permutation(rows)
@@ -178,20 +186,20 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
     x_all = model.standardise(dense(bulk.X))
     line_idx = {c: i for i, c in enumerate(model.cell_lines)}
     drug_idx = {d: i for i, d in enumerate(model.drugs)}
-    cell = torch.tensor([line_idx[c] for c in bulk.obs[CELL_TYPE].astype(str)])
-    drug = torch.tensor([drug_idx[d] for d in bulk.obs[DRUG].astype(str)])
-    dose = torch.from_numpy(log_dose(bulk.obs[DOSE].to_numpy()))
-    x = torch.from_numpy(x_all)
+    cell = torch.tensor([line_idx[c] for c in bulk.obs[CELL_TYPE].astype(str)], device=device)
+    drug = torch.tensor([drug_idx[d] for d in bulk.obs[DRUG].astype(str)], device=device)
+    dose = torch.from_numpy(log_dose(bulk.obs[DOSE].to_numpy())).to(device)
+    x = torch.from_numpy(x_all).to(device)
     params = list(model.encoder.parameters()) + list(model.heads.parameters())
     opt = torch.optim.AdamW(params, lr=setting.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(setting.seed)
     train_t = torch.from_numpy(train)
     for epoch in range(setting.epochs):
         model.encoder.train()
-        order = train_t[torch.randperm(len(train_t), generator=gen)]
+        order = train_t[torch.randperm(len(train_t), generator=gen)].to(device)
         for start in range(0, len(order), setting.batch):
             b = order[start : start + setting.batch]
-            hidden = _random_mask((len(b), x.shape[1]), setting.mask, gen)
+            hidden = _random_mask((len(b), x.shape[1]), setting.mask, gen).to(device)
             out = model.heads(model.encoder(x[b], hidden))
             sel = hidden.bool()
             loss = ((out["values"] - x[b])[sel] ** 2).mean()
@@ -204,10 +212,10 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
             opt.step()
         if progress is not None:
             progress(epoch + 1, float(loss))
-    h = torch.from_numpy(held)
+    h = torch.from_numpy(held).to(device)
     model.metrics = {"profiles": int(len(rows)), "held_out": int(n_held), **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
     model.setting = setting
-    return model
+    return model.to("cpu")
 
 
 def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, cfg_overrides: dict,
@@ -219,12 +227,13 @@ def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting,
 
 
 def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str],
-               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None) -> Pretrained:
-    """Load the cached checkpoint of this configuration, or pre-train and cache it."""
+               sc_drugs: list[str], cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
+               device: torch.device | str = "cpu") -> Pretrained:
+    """Load the cached checkpoint of this configuration, or pre-train it (on `device`) and cache it."""
     cfg_overrides = cfg_overrides or {}
     path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
     if path.exists():
         return Pretrained.load(path)
-    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress)
+    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, device)
     model.save(path)
     return model

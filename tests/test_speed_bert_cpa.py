@@ -1,0 +1,57 @@
+"""Fine-tuning speed of PertBERT (`BERT`) and `CPA` side by side on the same generated data.
+
+Each benchmark fits the predictor for two epochs and records, in extra_info, the seconds of the
+second epoch alone (the harness's per-epoch clock: set-up falls into the first) and the training
+cells it covered, so epoch seconds and cells/second compare like with like. The suite runs these
+once as tests (benchmarks disabled, smoke data). Measure for real, both in one command so they share
+the machine's load: `OMP_NUM_THREADS=1 pytest --benchmark-enable tests/test_speed_bert_cpa.py`;
+SPEED_BENCH_DATA=default measures on the default generated benchmark instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+from dataclasses import replace
+
+import pytest
+
+from bench.data import load_default
+from predictors import registry
+from predictors.base import Task
+from splits import get_split
+from splits.base import TEST, TRAIN, VAL
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def task(smoke) -> Task:
+    size = os.environ.get("SPEED_BENCH_DATA", "smoke")
+    data = smoke if size == "smoke" else load_default(size, seed=0)
+    split = get_split("unseen_drugs", data.sc, seed=0)
+    obs = data.sc.obs
+    return Task(train=data.sc[split.mask(TRAIN)].copy(), bulk=data.bulk, test_conditions=split.conditions(obs, TEST),
+                val_conditions=split.conditions(obs, VAL), cache_dir=tempfile.mkdtemp(), max_epochs=EPOCHS)
+
+
+@pytest.mark.benchmark(group="fine-tuning epoch")
+@pytest.mark.parametrize("name", ["BERT", "CPA"])
+def test_fine_tuning_epoch(benchmark, task, name):
+    if name == "CPA" and importlib.util.find_spec("cpa") is None:
+        pytest.skip("cpa-tools is not installed")
+    epochs: list[tuple[float, dict]] = []
+
+    def fit() -> None:
+        epochs.clear()
+        run = replace(task, on_epoch=lambda epoch, stats: epochs.append((time.perf_counter(), stats)))
+        registry.create(name, seed=0).fit(run)
+
+    benchmark.pedantic(fit, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(epochs) == EPOCHS
+    seconds = epochs[1][0] - epochs[0][0]
+    cells = epochs[1][1].get("cells", task.train.n_obs)  # CPA's epoch passes over every training cell
+    benchmark.extra_info.update(epoch_seconds=seconds, cells_per_epoch=cells, cells_per_second=cells / seconds)
+    assert cells == task.train.n_obs  # either way an epoch covers every training cell once
