@@ -11,6 +11,7 @@ headline score (bench/headline.py) on the validation drugs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import shutil
@@ -60,6 +61,7 @@ class RunConfig:
     overrides: dict = field(default_factory=dict)  # predictor name -> option overrides
     force: bool = False  # recompute runs even when a finished run with the same key exists
     patience: int | None = None  # stop training after this many epochs without a validation gain
+    search: bool = False  # choose trainable predictors' options from their search space on validation drugs
 
 
 @dataclass(frozen=True)
@@ -209,21 +211,63 @@ def epoch_channel(log: _EpochLog) -> tuple[Callable[[int, dict], None], Callable
 
 def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Evaluator, val_eval: Evaluator | None,
             config: RunConfig, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Fit and evaluate one predictor at one seed. Never raises for a predictor's own failure:
-    the error is recorded in the result and the sweep goes on."""
+    """Fit and evaluate one predictor at one seed (with `config.search`, once per candidate of its
+    search space, keeping the candidate with the best validation headline). Never raises for a
+    predictor's own failure: the error is recorded in the result and the sweep goes on."""
     result = {"predictor": name, "seed": seed, "split": split.name, "status": "ok", "error": None}
     empty = pd.DataFrame()
     try:
         cls, options = registry.predictor_class(name)
-        predictor = cls(seed=seed, **{**options, **config.overrides.get(name, {})})
+        base = {**options, **config.overrides.get(name, {})}
+        cls(seed=seed, **base)  # options checked before any fitting
     except Exception as exc:  # noqa: BLE001  a broken plug-in must not stop the sweep
         return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty
-    result.update(trainable=cls.trainable, reference=cls.reference, options=predictor.config)
+    result.update(trainable=cls.trainable, reference=cls.reference)
     task = make_task(cls, bench, split, test_eval, val_eval, config, seed)
     split_conditions = task.training_conditions() + task.test_conditions + task.val_conditions
     reason = cls.unavailable(task) or combination_problem(cls, split_conditions)
     if reason:
         return {**result, "status": "skipped", "error": reason}, empty, empty
+    searching = config.search and cls.trainable and bool(cls.search_space) and val_eval is not None
+    trials = []
+    for candidate in (candidates(cls.search_space) if searching else [{}]):
+        predictor = cls(seed=seed, **{**base, **candidate})
+        outcome = _fit_logged(predictor, task, test_eval, val_eval, config, seed, bar)
+        if isinstance(outcome, dict):  # a failure
+            if not searching:
+                return {**result, "options": predictor.config, **outcome}, empty, empty
+            trials.append({"options": candidate, "val_headline": None, "error": outcome["error"]})
+            continue
+        trials.append({"options": candidate, "val_headline": outcome[0].kept["val_selected"][0], "outcome": outcome,
+                       "config": predictor.config})
+    done = [t for t in trials if "outcome" in t]
+    if not done:
+        return {**result, "status": "failed", "error": "every search candidate failed: " + trials[0]["error"]}, empty, empty
+    chosen = max(done, key=lambda t: t["val_headline"])  # the first of equals: candidates are in a fixed order
+    log, fit_seconds, selected, conditions = chosen["outcome"]
+    epochs = pd.DataFrame(log.rows)
+    result["options"] = chosen["config"]
+    result.update(_summarise(epochs, conditions, selected, cls.trainable and epochs["epoch"].notna().any()))
+    result["fit_seconds"] = float(fit_seconds)
+    result["stopped_early_at"] = log.stopped_at
+    result["eval_seconds"] = float(epochs["eval_seconds"].sum())
+    if searching:
+        result["search"] = {"space": cls.search_space, "chosen": chosen["options"], "selected_by": "validation headline",
+                            "trials": [{k: v for k, v in t.items() if k in ("options", "val_headline", "error")} for t in trials],
+                            "seconds": float(sum(t["outcome"][1] for t in done))}
+    return result, epochs, conditions
+
+
+def candidates(space: dict[str, list]) -> list[dict]:
+    """Every combination of a search space's values, in a fixed order (the grid)."""
+    keys = sorted(space)
+    return [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
+
+
+def _fit_logged(predictor, task: Task, test_eval: Evaluator, val_eval: Evaluator | None, config: RunConfig, seed: int,
+                bar) -> tuple | dict:
+    """Fit one predictor with its epochs evaluated: (log, fit seconds, selected epochs, per-condition
+    frame), or a failure record {status, error, traceback}."""
     log = _EpochLog(predictor, test_eval, val_eval, bar, config.patience)
     task.on_epoch, close = epoch_channel(log)
     t0 = time.perf_counter()
@@ -244,14 +288,8 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
             log.rows[-1]["seconds"] = fit_seconds
         selected, conditions = log.final_scores()
     except Exception as exc:  # noqa: BLE001
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-        return result, empty, empty
-    epochs = pd.DataFrame(log.rows)
-    result.update(_summarise(epochs, conditions, selected, cls.trainable and epochs["epoch"].notna().any()))
-    result["fit_seconds"] = float(fit_seconds)
-    result["stopped_early_at"] = log.stopped_at
-    result["eval_seconds"] = float(epochs["eval_seconds"].sum())
-    return result, epochs, conditions
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    return log, fit_seconds, selected, conditions
 
 
 # What of the data's annotations a predictor may see: dataset metadata only. Truth (generating
@@ -365,10 +403,12 @@ def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
             resolved = {"class": f"{cls.__module__}:{cls.__qualname__}",
                         **cls.defaults, **options, **config.overrides.get(name, {})}
             resources = {"num_cpus": 1, **getattr(cls, "resources", {})}
+            search = getattr(cls, "search_space", {})
         except Exception:  # noqa: BLE001  run_one records why it cannot be created
-            resolved, resources = {}, {"num_cpus": 1}
+            resolved, resources, search = {}, {"num_cpus": 1}, {}
         for seed in config.seeds:
-            key = run_key(name, {**resolved, "patience": config.patience}, split_fp, seed, config.max_epochs, metric_names, data)
+            tuning = {"patience": config.patience, "search": search if config.search else None}
+            key = run_key(name, {**resolved, **tuning}, split_fp, seed, config.max_epochs, metric_names, data)
             jobs.append(Job(name, seed, key, resources))
     return jobs
 

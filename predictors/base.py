@@ -87,6 +87,7 @@ class Predictor(ABC):
     needs: ClassVar[tuple[str, ...]] = ()
     packages: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[dict] = {}
+    search_space: ClassVar[dict[str, list]] = {}  # option -> candidate values, tried with `bench run --search`
     reference: ClassVar[bool] = False  # a bound, not a method (e.g. the oracle)
     # Whether the predictor takes a drug combination `A+B` as a condition of its own; None: only when
     # it has no `needs` and no `packages` (see bench/data/combinations.py). One that cannot is skipped,

@@ -83,6 +83,7 @@ class CpaPredictor(Predictor):
     trainable = True
     packages = ("cpa",)
     defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128}
+    search_space = {"n_latent": [32, 64], "n_hidden": [128, 256]}
 
     @classmethod
     def unavailable(cls, task: Task) -> str | None:

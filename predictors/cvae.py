@@ -85,6 +85,7 @@ class CVAE(Predictor):
     needs = ("bulk",)
     defaults = {"epochs": 30, "n_latent": 32, "n_hidden": 256, "n_layers": 2, "n_drug": 32, "batch_size": 256,
                 "lr": 1e-3, "beta": 1.0}
+    search_space = {"lr": [1e-3, 3e-4], "beta": [1.0, 0.1]}
 
     def fit(self, task: Task) -> None:
         c = self.config

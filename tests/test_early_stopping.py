@@ -1,5 +1,5 @@
-"""Equal budgets: training stops after `--patience` epochs without a validation gain, and the
-selected epoch's scores are those of the best validation epoch."""
+"""Equal budgets: training stops after `--patience` epochs without a validation gain, the selected
+epoch's scores are those of the best validation epoch, and `--search` picks options on validation drugs."""
 
 from __future__ import annotations
 
@@ -63,3 +63,32 @@ def test_no_patience_runs_the_whole_budget_and_a_swallowed_stop_is_not_evaluated
     assert main(["run", "--data", "smoke", "--predictors", "souring", "--patience", "1", "--epochs", "5", "--out", str(out)]) == 0
     assert SEEN["swallowed"] == [2, 3, 4, 5]
     assert len(pd.read_csv(out / "runs/souring/seed0/epochs.csv")) == 2  # later epochs were never evaluated
+
+
+class Tunable(Souring):
+    """Souring with a search space: the shift's factor."""
+
+    defaults = {"swallow": False, "factor": 1.0}
+    search_space = {"factor": [-1.0, 1.0, 0.5]}
+
+    def fit(self, task: Task) -> None:
+        treated = [task.cells(c.cell_type, c.drug, c.dose).mean(axis=0) for c in task.training_conditions()]
+        self._shift = np.mean(treated, axis=0) - task.controls(task.training_conditions()[0].cell_type).mean(axis=0)
+        self._factor = self.config["factor"]
+        task.report_epoch(1, loss=0.0)
+
+
+def test_search_picks_the_candidate_with_the_best_validation_headline_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(BUILTIN, "tunable", (f"{__name__}:Tunable", {}))
+    out = tmp_path / "out"
+    assert main(["run", "--data", "smoke", "--predictors", "tunable", "--search", "--out", str(out)]) == 0
+    result = json.loads((out / "runs/tunable/seed0/result.json").read_text())
+    trials = result["search"]["trials"]
+    assert [t["options"]["factor"] for t in trials] == [-1.0, 1.0, 0.5]
+    best = max(trials, key=lambda t: t["val_headline"])
+    assert result["search"]["chosen"] == best["options"] and result["options"]["factor"] == best["options"]["factor"]
+    assert best["options"]["factor"] != -1.0  # the opposite of the training effect is never the best
+    assert result["search"]["selected_by"] == "validation headline"
+    plain = tmp_path / "plain"
+    assert main(["run", "--data", "smoke", "--predictors", "tunable", "--out", str(plain)]) == 0
+    assert "search" not in json.loads((plain / "runs/tunable/seed0/result.json").read_text())

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epoch budget of every trainable predictor (default: each predictor's own)")
+    p.add_argument("--search", action="store_true",
+                   help="choose each trainable predictor's options from its search space by the validation headline "
+                        "(one fit per candidate; the search is recorded in result.json)")
     p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
                    help=f"stop a trainable predictor after this many epochs without a validation gain; 0: never (default: {DEFAULT_PATIENCE})")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     split_seeds = parse_seeds(args.split_seeds, "--split-seeds")
     out = Path(args.out)
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
-                       force=args.force, patience=args.patience or None)
+                       force=args.force, patience=args.patience or None, search=args.search)
     folders = [out if len(split_seeds) == 1 else out / f"split-seed{s}" for s in split_seeds]
     for split_seed, folder in zip(split_seeds, folders):
         run_split(args, bench, config, split_seed, folder, executor)
