@@ -4,6 +4,8 @@ in-process runs; Ray receives the data once, through its object store."""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.executors import LocalExecutor, PoolExecutor, RayExecutor, make_executor
+from bench.executors import LocalExecutor, PoolExecutor, RayExecutor, connect_error, make_executor
 
 SWEEP = ["run", "--data", "smoke", "--predictors", "random,train_mean,knn", "--seeds", "0,1"]
 
@@ -40,6 +42,7 @@ def test_process_pool_matches_in_process(tmp_path, local_scores):
 
 def test_ray_on_a_local_two_cpu_instance_matches_in_process(tmp_path, local_scores, monkeypatch):
     ray = pytest.importorskip("ray")
+    monkeypatch.setenv("HOME", str(tmp_path))  # a new local instance writes ~/.ray/auth_token when there is none
     puts = []
     real_put = ray.put
     monkeypatch.setattr(ray, "put", lambda value, **kw: puts.append(type(value).__name__) or real_put(value, **kw))
@@ -59,6 +62,69 @@ def test_executor_choice_and_bad_options():
         make_executor("local", address="auto")
     with pytest.raises(BenchError, match="--executor 'spark'"):
         make_executor("spark")
+    for address in ("head", "head:port", "http://head:8265", "head:70000", ":6379"):
+        with pytest.raises(BenchError, match=f"--ray-address {address}: expected HOST:PORT"):
+            make_executor("ray", address=address)
+    assert make_executor("ray", address="ray://10.0.0.5:10001").address == "ray://10.0.0.5:10001"
+
+
+def test_nothing_listening_at_the_ray_address_is_one_line_in_seconds(tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    code = main([*SWEEP, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path)])
+    assert time.monotonic() - start < 60  # Ray alone retries such an address for about 14 minutes
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert errors == [f"bench run: error: --ray-address 127.0.0.1:{port}: nothing listens at 127.0.0.1:{port} "
+                      f"(connection refused): start the head there (`ray start --head --port {port}`) or set "
+                      "--ray-address to the address it printed"]
+    assert not ray.is_initialized()
+
+
+def test_ray_refusals_name_what_to_set(monkeypatch, tmp_path):
+    """The errors Ray 2.60 raises when a cluster wants a token, as bench words them."""
+    ray = pytest.importorskip("ray")
+    import bench.executors as ex
+
+    monkeypatch.setattr(Path, "home", lambda: tmp_path)
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    refused = ("Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n  ...\n"
+               "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing or "
+               "incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token'). Ensure that ...")
+
+    def connection_error(cause: BaseException) -> ConnectionError:
+        try:
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379") from cause
+        except ConnectionError as exc:
+            return exc
+
+    monkeypatch.setattr(ex, "_token_mode", lambda: False)
+    line = str(connect_error(connection_error(RuntimeError(refused)), "10.0.0.5:6379"))
+    assert line.startswith("--ray-address 10.0.0.5:6379: the cluster requires token authentication and RAY_AUTH_MODE "
+                           "is not 'token', so none was sent (InvalidAuthToken: Authentication token is missing or "
+                           "incorrect): set RAY_AUTH_MODE=token")
+    assert "(none is here yet;" in line
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("x" * 32)
+    assert "(one is in ~/.ray/auth_token;" in str(connect_error(connection_error(RuntimeError(refused)), "h:1"))
+
+    monkeypatch.setattr(ex, "_token_mode", lambda: True)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "wrong")
+    assert str(connect_error(connection_error(RuntimeError(refused)), "h:1")).startswith(
+        "--ray-address h:1: the cluster rejected the token from RAY_AUTH_TOKEN (InvalidAuthToken: ")
+    missing = ray.exceptions.AuthenticationError("Token authentication is enabled but no authentication token was found")
+    assert str(connect_error(missing, "h:1")).startswith(
+        "--ray-address h:1: RAY_AUTH_MODE=token but no token was found: put the cluster's token")
+    timeout = RuntimeError("Failed to connect to GCS. Last connection error: Traceback ...\n"
+                           "ray.exceptions.RpcError: Timed out while waiting for GCS to become available.")
+    assert str(connect_error(connection_error(timeout), "h:1")) == (
+        "--ray-address h:1: cannot connect to the Ray cluster (ray.exceptions.RpcError: Timed out while waiting for "
+        "GCS to become available.): set --ray-address to the head node's address as `ray start --head` printed it "
+        "(default port 6379)")
 
 
 def test_a_predictor_asks_for_resources(smoke, monkeypatch):
