@@ -5,6 +5,7 @@ bench/plots.py, which depend on this module and never on each other in the other
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,8 +60,8 @@ class Board:
 
     @property
     def base(self) -> str:
-        """The split's registered name (without the split seed)."""
-        return self.meta.get("split") or (self.results[0]["split"] if self.results else self.split)
+        """The board's name without its split seed: boards sharing it are pooled over split seeds."""
+        return re.sub(r"-seed\d+$", "", self.split)
 
     @property
     def split_seed(self) -> int:
@@ -77,19 +78,30 @@ def read_json(path: Path) -> dict:
         raise BenchError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
+def data_tag(meta: dict) -> str:
+    """A file-name-safe label of a run folder's data set ('synthetic-default-realistic-seed-0')."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str((meta.get("data") or {}).get("name", "data"))).strip("-").lower()
+
+
 def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
-    """Read run folders and group their results by split and split seed (one board each, named
-    `<split>` for split seed 0 and `<split>-seed<k>` otherwise); runs of one board must share their data."""
-    boards: dict[str, Board] = {}
+    """Read run folders and group their results by data set, split and split seed: one board each,
+    named `<split>` for split seed 0 and `<split>-seed<k>` otherwise, prefixed `<data tag>_` when the
+    folders hold more than one data set (e.g. two generator presets). Runs of one board must share
+    their data and hold-out."""
+    folders = []
     for run_dir in map(Path, run_dirs):
         paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
         if not paths:
             raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/result.json)")
         meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-        results = [{**read_json(p), "run_path": str(p.parent)} for p in paths]
+        folders.append((run_dir, meta, [{**read_json(p), "run_path": str(p.parent)} for p in paths]))
+    several = len({data_tag(meta) for _, meta, _ in folders}) > 1
+    boards: dict[str, Board] = {}
+    for run_dir, meta, results in folders:
         split = meta.get("split") or results[0]["split"]
         split_seed = int((meta.get("split_summary") or {}).get("seed") or 0)
         split = split if split_seed == 0 else f"{split}-seed{split_seed}"
+        split = f"{data_tag(meta)}_{split}" if several else split
         board = boards.setdefault(split, Board(split))
         if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):
             raise BenchError(

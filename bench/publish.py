@@ -358,6 +358,24 @@ def split_groups(boards: dict[str, Board]) -> dict[str, list[Board]]:
     return {base: sorted(group, key=lambda b: b.split_seed) for base, group in groups.items()}
 
 
+def data_set_lines(groups: dict[str, list[Board]]) -> list[str]:
+    """Kendall tau of the headline ranking between data sets (e.g. generator presets) run on the
+    same split: does the verdict survive a change of data?"""
+    by_split: dict[str, list[pd.Series]] = {}
+    for group in groups.values():
+        names = ranking(group)["predictor"].tolist() if not ranking(group).empty else []
+        split = group[0].meta.get("split", group[0].base)
+        by_split.setdefault(split, []).append(headline_scores({n: across(group, n) for n in names}))
+    lines = []
+    for split, rankings in by_split.items():
+        if len(rankings) > 1:
+            tau, pairs = mean_kendall_tau(rankings)
+            lines += [f"## Across data sets: `{split}`", "",
+                      f"Mean Kendall tau of the headline ranking between the {len(rankings)} data sets: {tau:.2f} "
+                      f"({pairs} pair(s); predictors each data set ranks).", ""]
+    return lines
+
+
 def render_pooled_page(base: str, boards: list[Board]) -> str:
     """The page of one split run under several split seeds: the headline pooled over split seeds
     (drug bootstrap over every held-out drug of every split seed), each split seed's headline, and
@@ -394,11 +412,13 @@ def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
         parts += [f"## [`{split}`]({split}.md)", "", f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
                   headline_table(headline_frame(board)), "", *significance_lines(board), "",
                   f"Full tables, plots and provenance: [{split}.md]({split}.md).", ""]
-    for base, group in split_groups(boards).items():
+    groups = split_groups(boards)
+    for base, group in groups.items():
         if len(group) > 1:
             seeds = ", ".join(str(b.split_seed) for b in group)
             parts += [f"## [`{base}`, pooled over split seeds {seeds}]({base}-pooled.md)", "",
                       headline_table(headline_frame(group)), "", *stability_lines(group), ""]
+    parts += data_set_lines(groups)
     parts += [
         "## Reproduce",
         "",

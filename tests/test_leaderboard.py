@@ -177,9 +177,19 @@ def test_two_run_folders_merge_and_other_data_is_refused(run_dir, tmp_path):
     epochs = [json.loads((folder / f"runs/dose_shift/seed{s}/result.json").read_text())["val_epoch"] for folder, s in ((extra, 0), (run_dir, 1))]
     assert honest.loc["dose_shift", "epoch (val, per seed)"] == f"{epochs[0]}, {epochs[1]}"
     assert page.count("- Command: `") == 2
-    other = _run(tmp_path / "other", ["control_mean"], "--data-seed", "1")
-    with pytest.raises(BenchError, match="other data"):
-        load_boards([run_dir, other])
+    other = _run(tmp_path / "other", ["control_mean", "train_mean"], "--data-seed", "1")
+    both = load_boards([run_dir, other])  # two data sets: published side by side, never merged
+    assert sorted(both) == ["synthetic-smoke-seed-0_unseen_drugs", "synthetic-smoke-seed-1_unseen_drugs"]
+    assert {r["predictor"] for r in both["synthetic-smoke-seed-1_unseen_drugs"].results} == {"control_mean", "train_mean"}
+    copy = Path(shutil.copytree(other, tmp_path / "tampered"))
+    meta = json.loads((copy / "run.json").read_text())
+    meta["split_summary"]["test_drug_names"] = ["elsewhere"]
+    (copy / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(BenchError, match="other data or another hold-out"):
+        load_boards([other, copy])
+    out = tmp_path / "two-data-sets"
+    assert main(["leaderboard", str(run_dir), str(other), "--out", str(out)]) == 0
+    assert "Mean Kendall tau of the headline ranking between the 2 data sets" in (out / "README.md").read_text()
 
 
 def test_rerendering_replaces_generated_files_only(run_dir, tmp_path):
