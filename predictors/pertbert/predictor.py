@@ -194,7 +194,7 @@ class PertBERT(Predictor):
         rows = torch.from_numpy(control_rows).to(self.device)
         sets = _TrainingSets(z[torch.from_numpy(treated).to(self.device)], z[rows], self._encoder_input(z[rows]),
                              self._condition_tensors(conds))
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config["lr"], weight_decay=0.01)
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config["lr"], weight_decay=0.01, foreach=True)
         rng = np.random.default_rng(self.seed)
         for epoch in range(1, task.epochs(self.config["epochs"]) + 1):
             self.model.train()
@@ -218,9 +218,12 @@ class PertBERT(Predictor):
         valid = torch.from_numpy(step.valid).to(dev)
         b, j = np.nonzero(step.valid)
         b_t, src = torch.from_numpy(b).to(dev), pool.new_tensor(step.sources[b, j])
-        change = self.model.decode(cells[src], conditions[b_t])
-        pred = change.new_zeros(*step.valid.shape, change.shape[1])
-        pred[valid] = sets.controls[pool[src]] + change
+        flat = sets.controls[pool[src]] + self.model.decode(cells[src], conditions[b_t])
+        if step.valid.all():  # no chunk of this step is short: no padding to lay out
+            pred = flat.view(*step.valid.shape, -1)
+        else:
+            pred = flat.new_zeros(*step.valid.shape, flat.shape[1])
+            pred[valid] = flat
         target = sets.treated[torch.from_numpy(step.targets).to(dev)]
         weight = valid.float() / valid.sum(1, keepdim=True)
         return set_loss(pred, target, weight, self.config["energy_weight"])
