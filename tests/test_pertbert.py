@@ -22,7 +22,7 @@ from predictors.pertbert.batches import EpochPlanner
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import LSTMDecoder
 from predictors.pertbert.predictor import energy_distance
-from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, pretrain, pretrained
+from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, pretrain
 from splits import get_split
 from splits.base import TEST, TRAIN, VAL
 
@@ -219,7 +219,7 @@ def test_nobulk_never_reads_bulk_and_gives_every_held_out_drug_one_vector(task, 
     np.testing.assert_array_equal(pred[first], pred[twin])
 
 
-def test_nobulk_runs_with_every_predictor_through_the_cli(tmp_path):
+def test_nobulk_is_among_all_predictors_and_runs_through_the_cli(tmp_path):
     assert "BERT_nobulk" in registry.resolve("all")
     assert registry.predictor_class("BERT")[0].unavailable(Task(train=None, bulk=None, test_conditions=[], val_conditions=[]))
     out = tmp_path / "run"
