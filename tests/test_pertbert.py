@@ -20,7 +20,7 @@ from predictors.base import Task, dense
 from predictors.pertbert import predictor as predictor_module
 from predictors.pertbert.batches import EpochPlanner
 from predictors.pertbert.device import gpu_request, resolve_device
-from predictors.pertbert.model import LSTMDecoder
+from predictors.pertbert.model import EncoderConfig, LSTMDecoder
 from predictors.pertbert.predictor import energy_distance
 from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, pretrain
 from splits import get_split
@@ -250,3 +250,11 @@ def test_fine_tuning_and_prediction_run_on_the_gpu(task):
     cond = task.test_conditions[0]
     pred = model.predict(cond, task.controls(cond.cell_type))
     assert isinstance(pred, np.ndarray) and pred.shape == task.controls(cond.cell_type).shape and np.isfinite(pred).all()
+
+
+def test_checkpoint_key_holds_the_resolved_encoder_shape(smoke, names, tmp_path):
+    setting = TABLE1["four_task_15_subset"]
+    default_patch = EncoderConfig(n_genes=smoke.bulk.n_vars).patch
+    implicit = checkpoint_path(tmp_path, smoke.bulk, setting, {}, *names)
+    assert implicit == checkpoint_path(tmp_path, smoke.bulk, setting, {"patch": default_patch}, *names)
+    assert implicit != checkpoint_path(tmp_path, smoke.bulk, setting, {"patch": default_patch + 1}, *names)

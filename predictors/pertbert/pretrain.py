@@ -220,8 +220,10 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
 
 def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, cfg_overrides: dict,
                     sc_cell_types: list[str], sc_drugs: list[str]) -> Path:
-    """Where the checkpoint of this exact configuration and bulk data lives."""
-    key = config_hash({"setting": asdict(setting), "encoder": cfg_overrides, "sc_cell_types": sorted(sc_cell_types),
+    """Where the checkpoint of this exact configuration and bulk data lives. The key holds the whole
+    encoder shape, defaults resolved, so a changed default never finds an older checkpoint."""
+    encoder = EncoderConfig(n_genes=bulk.n_vars, **cfg_overrides).to_dict()
+    key = config_hash({"setting": asdict(setting), "encoder": encoder, "sc_cell_types": sorted(sc_cell_types),
                        "sc_drugs": sorted(sc_drugs) if setting.data == "transfer" else None})
     return Path(cache_dir) / "pertbert" / f"{setting.data}-{key}-{adata_fingerprint(bulk)}.pt"
 
