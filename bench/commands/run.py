@@ -32,6 +32,7 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return seeds
 
 
+DEFAULT_BUDGET = 30  # epochs every trainable predictor may train (equal budgets)
 DEFAULT_PATIENCE = 5  # epochs without a validation gain before training stops
 
 
@@ -44,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated seeds of the drug hold-out; several: one run folder each under --out, "
                         "reported separately and pooled (default: 0)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epoch budget of every trainable predictor (default: each predictor's own)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_BUDGET,
+                   help=f"epoch budget of every trainable predictor, the same for all (default: {DEFAULT_BUDGET})")
     p.add_argument("--search", action="store_true",
                    help="choose each trainable predictor's options from its search space by the validation headline "
                         "(one fit per candidate; the search is recorded in result.json)")
