@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.data import load_default
-from bench.data.synthetic import DEFAULT_PRESET, SC_DOSES, expected_shift, generate, responder_fraction, simulate_cells
+from bench.data.synthetic import SC_DOSES, default_preset, expected_shift, generate, responder_fraction, simulate_cells
 from bench.data.synthetic_realistic import KNOBS, STANDARD_DOSE, bulk_effects
 from bench.data.synthetic_stats import bulk_doses_per_pair, cells_per_condition, summary, zero_fraction
 from bench.errors import BenchError
@@ -79,10 +79,11 @@ def test_easy_is_the_published_model_bit_for_bit(size, seed):
     assert (_fingerprint(sc), _fingerprint(bulk)) == EASY_FINGERPRINTS[(size, seed)]
 
 
-def test_easy_is_the_default_preset():
-    assert DEFAULT_PRESET == "easy"
+def test_realistic_is_the_default_preset_except_for_test_sized_data():
+    assert default_preset("default") == default_preset("full") == "realistic" and default_preset("smoke") == "easy"
     bench = load_default("smoke", 0)
     assert bench.sc.uns["bench_dataset"]["preset"] == "easy" and bench.name == "synthetic-smoke (seed 0)"
+    assert load_default("default", 0).name == "synthetic-default-realistic (seed 0)"
 
 
 @pytest.mark.parametrize("stat", sorted(REALISTIC_BOUNDS))

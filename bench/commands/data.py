@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.data.benchmark import Benchmark, load_default
 from bench.data.doses import NM_PER_UNIT
-from bench.data.synthetic import DEFAULT_PRESET, PRESETS, SIZES
+from bench.data.synthetic import PRESETS, SIZES
 from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
 from bench.schema import CONTROL, DRUG
@@ -20,7 +20,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="embedded data size: default, smoke (tiny, for tests) or full (sci-Plex3/LINCS shape) (default: default)")
     g.add_argument("--preset", default=None, choices=PRESETS,
                    help=f"embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
-                        f"see docs/data.md) (default: {DEFAULT_PRESET})")
+                        "see docs/data.md) (default: realistic; easy for --data smoke)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
     g.add_argument("--sc", type=Path, default=None, help="single-cell h5ad (e.g. sci-Plex3 in the CPA/chemCPA layout)")
     g.add_argument("--bulk", type=Path, default=None, help="bulk set: LINCS h5ad, L1000 .gct or .gctx (side-cars beside it)")

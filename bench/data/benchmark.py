@@ -75,10 +75,10 @@ class Benchmark:
 
 def load_default(size: str = "default", seed: int = 0, preset: str | None = None) -> Benchmark:
     """The embedded generated benchmark of the named size (`default`, `smoke` or `full`) and
-    preset (`easy` or `realistic`; None: the generator's default preset)."""
-    from bench.data.synthetic import DEFAULT_PRESET, dataset_name, generate
+    preset (`easy` or `realistic`; None: the size's default, `default_preset`)."""
+    from bench.data.synthetic import dataset_name, default_preset, generate
 
-    preset = preset or DEFAULT_PRESET
+    preset = preset or default_preset(size)
     sc, bulk = generate(size, seed, preset)
     return Benchmark(sc=sc, bulk=bulk, name=f"{dataset_name(size, preset)} (seed {seed})",
                      meta={"size": size, "seed": seed, "preset": preset})
