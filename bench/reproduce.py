@@ -46,6 +46,7 @@ def rerun(manifest: dict, split: str, predictors: list[str], seeds: list[int], o
         if args.command != "run" or not chosen:
             continue
         args.predictors, args.seeds = ",".join(chosen), ",".join(map(str, seeds))
+        args.split_seeds = str((meta.get("split_summary") or {}).get("seed", args.split_seeds))  # this board's hold-out
         args.out, args.cache_dir = Path(out) / f"{split}-{i}", Path(out) / "cache"
         args.argv = argv
         args.func(args)
@@ -91,7 +92,7 @@ def check_published(folder: Path, work: Path, predictors: list[str] | None = Non
             seeds = seeds[:1]
         if not chosen or not seeds:
             continue
-        fresh = results_frame(load_boards(rerun(manifest, split, chosen, seeds, work)))
+        fresh = results_frame(load_boards(rerun(manifest, split, chosen, seeds, work))).assign(split=split)
         trainable = dict(zip(rows["predictor"], rows["trainable"]))
         tolerance = {p: TRAINABLE_TOLERANCE if trainable[p] else CHEAP_TOLERANCE for p in chosen}
         expected = rows[rows["predictor"].isin(chosen) & rows["seed"].isin(seeds)]
