@@ -460,9 +460,23 @@ def reproduce_commands(boards: dict[str, Board], out_dir: Path) -> list[str]:
     return [*commands, f"bench leaderboard {dirs} --out {out_dir}"]
 
 
-def write_leaderboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
+def table1_lines(tables: list[Path]) -> list[str]:
+    """The overview's Table 1 section: each `bench pretrain --out` table under its data set's name."""
+    from bench.commands.pretrain import UNITS, markdown
+
+    lines = ["## Table 1: PertBERT pre-training on the bulk set", "",
+             "Held-out bulk profiles; " + UNITS + ". Reproduce with `bench pretrain [--preset P] --out FILE.csv`.", ""]
+    for path in tables:
+        frame = pd.read_csv(path)
+        data = frame["data"].iloc[0] if "data" in frame and len(frame) else Path(path).stem
+        lines += [f"Data: {data}", "", markdown(frame), ""]
+    return lines
+
+
+def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | None = None) -> list[Path]:
     """Render run folders into OUT_DIR: README.md, <split>.md, plots/*.png, results.csv and the
-    manifest; files a previous rendering wrote and this one does not are removed."""
+    manifest (and Table 1 from `bench pretrain` tables, when given); files a previous rendering
+    wrote and this one does not are removed."""
     out_dir = Path(out_dir)
     boards = load_boards(list(run_dirs))
     old = read_json(out_dir / MANIFEST).get("files", []) if (out_dir / MANIFEST).exists() else []
@@ -480,7 +494,11 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
             written.append(page)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
     reproduce = reproduce_commands(boards, out_dir)
-    atomic_write_text(out_dir / "README.md", render_overview(boards, reproduce))
+    overview = render_overview(boards, reproduce)
+    if table1:
+        head, _, tail = overview.partition("## Reproduce")
+        overview = head + "\n".join(table1_lines(table1)) + "\n## Reproduce" + tail
+    atomic_write_text(out_dir / "README.md", overview)
     written += [out_dir / RESULTS, out_dir / "README.md"]
     files = sorted(p.relative_to(out_dir).as_posix() for p in written)
     manifest = {

@@ -222,3 +222,15 @@ def test_pooled_conditions_average_seeds_and_feed_the_headline(run_dir):
         assert pooled["mean"].mean() == pytest.approx(expected, abs=1e-9)
     ranked = ranking(board)
     assert list(ranked["predictor"]) == sorted(ranked["predictor"], key=lambda n: -headline(pooled_conditions(board, n)))
+
+
+def test_table1_tables_are_published_in_the_overview(run_dir, tmp_path):
+    table = tmp_path / "table1.csv"
+    pd.DataFrame([{"methods": "one-task", "mask_percentage": 15, "dataset": "whole", "cell_acc": None, "drug_acc": None,
+                   "dose_rmse": None, "mask_rmse": 0.5661, "profiles": 100, "held_out": 10, "data": "toy data"}]).to_csv(table, index=False)
+    out = tmp_path / "lb"
+    assert main(["leaderboard", str(run_dir), "--out", str(out), "--table1", str(table)]) == 0
+    overview = (out / "README.md").read_text()
+    section = overview[overview.index("## Table 1"):overview.index("## Reproduce")]
+    assert "Data: toy data" in section and "| one-task | 15 | whole | - | - | - | 0.566 | 100 | 10 |" in section
+    assert main(["leaderboard", str(run_dir), "--out", str(out), "--table1", str(tmp_path / "missing.csv")]) == 2

@@ -17,6 +17,7 @@ from bench.schema import CELL_TYPE, DRUG
 from predictors.pertbert.pretrain import TABLE1, pretrained
 
 COLUMNS = ["methods", "mask_percentage", "dataset", "cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out"]
+UNITS = "mask_rmse: standardised units (per-gene z-scores over the bulk set); dose_rmse: log10(nM + 1)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args)
     frame = table1(bench, args.cache_dir, args.epochs)
     print(markdown(frame))
-    print("mask_rmse: standardised units (per-gene z-scores over the bulk set); dose_rmse: log10(nM + 1)", file=sys.stderr)
+    print(UNITS, file=sys.stderr)
     if args.out is not None:
-        atomic_write_csv(args.out, frame)
+        atomic_write_csv(args.out, frame.assign(data=bench.name))
     return 0
