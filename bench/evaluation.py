@@ -93,7 +93,7 @@ class Evaluator:
     so a predictor can be scored at every epoch without touching the data again."""
 
     def __init__(self, adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL,
-                 metrics: list[Metric] | None = None):
+                 metrics: list[Metric] | None = None, subset_controls: bool = True):
         self.control = control
         self.metrics = metrics or get_metrics()
         self.conditions = sorted(set(conditions))
@@ -115,15 +115,30 @@ class Evaluator:
             if rows.size == 0:
                 raise BenchError(f"no true cells for condition {c.key}")
             self._true[c] = dense(adata.X[rows])
+        # Controls handed to predictors and used as the floor: a subset of the scored size (False:
+        # all of them, for predictions made elsewhere, as `bench score` scores).
+        self._given = {ct: self._input_controls(ct) if subset_controls else c for ct, c in self._controls.items()}
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control)
         self._truth_memo: dict[Condition, dict] = {c: {} for c in self.conditions}
         self._floor = pd.DataFrame(index=range(len(self.conditions)))  # raw control scores, filled lazily
         self._replicate = pd.DataFrame(index=range(len(self.conditions)))
 
+    def _input_controls(self, cell_type: str) -> np.ndarray:
+        """The control cells a predictor transforms: a seeded subset (in their original order) of as
+        many as the largest true-cell count among the cell type's conditions, since no more predicted
+        cells are ever scored; every control when there are fewer."""
+        controls = self._controls[cell_type]
+        wanted = max(len(self._true[c]) for c in self.conditions if c.cell_type == cell_type)
+        if wanted >= len(controls):
+            return controls
+        rng = np.random.default_rng([zlib.crc32(cell_type.encode()), SAMPLE_SEED])
+        return controls[np.sort(rng.choice(len(controls), wanted, replace=False))]
+
     # What a predictor may see: copies of the controls, through a function with no path back here.
     def control_source(self) -> Callable[[str], np.ndarray]:
-        """A plain function: cell type -> a fresh copy of its real control cells."""
-        controls = dict(self._controls)
+        """A plain function: cell type -> a fresh copy of the control cells to transform (a seeded
+        subset of the real controls of the size that is scored; see `_input_controls`)."""
+        controls = dict(self._given)
         return lambda cell_type: controls[cell_type].copy()
 
     def true_cells(self, condition: Condition) -> np.ndarray:
@@ -154,7 +169,7 @@ class Evaluator:
         predictions of every sci-Plex3 test condition at once would take tens of GB) and keep only the
         scored sample of each. Returns (sampled cells, predicted cell counts), keyed by condition."""
         conditions = self.conditions if conditions is None else conditions
-        largest = max(c.nbytes for c in self._controls.values())
+        largest = max(c.nbytes for c in self._given.values())
         size = max(1, PREDICTION_BATCH_BYTES // max(largest, 1))
         controls = self.control_source()
         sets, counts = {}, {}
@@ -198,10 +213,11 @@ class Evaluator:
         return frame[[m.name for m in metrics]]
 
     def floor(self, metrics: list[Metric]) -> pd.DataFrame:
-        """Raw scores of the real controls as the prediction (sampled as a prediction is), per condition."""
+        """Raw scores of the real controls as the prediction (the controls a predictor is given,
+        sampled as a prediction is), per condition."""
         missing = [m for m in metrics if m.name not in self._floor]
         if missing:
-            sets = {c: self.sample(c, self._controls[c.cell_type]) for c in self.conditions}
+            sets = {c: self.sample(c, self._given[c.cell_type]) for c in self.conditions}
             # split-level metrics compare conditions with each other: compute them over every metric's floor at once
             self._floor = pd.concat([self._floor, self._raw(sets, missing)], axis=1)
         return self._floor[[m.name for m in metrics]]

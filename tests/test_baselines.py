@@ -52,7 +52,7 @@ def test_train_mean_shifts_controls_by_the_mean_training_effect(setup):
     ctrl = ev.control_source()(cond.cell_type)
     pred = _fitted("train_mean", task).predict(cond, ctrl)
     drugs = sorted({c.drug for c in task.training_conditions() if c.cell_type == cond.cell_type})
-    expected = np.mean([task.cells(cond.cell_type, d, cond.dose).mean(axis=0) for d in drugs], axis=0) - ctrl.mean(axis=0)
+    expected = np.mean([task.cells(cond.cell_type, d, cond.dose).mean(axis=0) for d in drugs], axis=0) - task.controls(cond.cell_type).mean(axis=0)
     np.testing.assert_allclose(pred - ctrl, np.broadcast_to(expected, ctrl.shape), atol=1e-5)
 
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     shared = sorted(true_conds & pred_conds)
     if not shared:
         raise BenchError(f"{args.pred}: no condition (cell type, drug, dose) in common with {args.truth}")
-    evaluator = Evaluator(truth, shared, args.control)
+    evaluator = Evaluator(truth, shared, args.control, subset_controls=False)
     obs = pred.obs
     predictions = {}
     for c in shared:
