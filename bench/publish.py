@@ -454,10 +454,13 @@ def results_frame(boards: dict[str, Board]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def reproduce_commands(boards: dict[str, Board], out_dir: Path) -> list[str]:
-    commands = [m.get("command", "?") for b in boards.values() for m in b.metas]
+def reproduce_commands(boards: dict[str, Board], out_dir: Path, table1: list[Path] | None = None) -> list[str]:
+    """The commands behind a rendering: each run command once (one command may have written several
+    split-seed folders), then the leaderboard command itself."""
+    commands = list(dict.fromkeys(m.get("command", "?") for b in boards.values() for m in b.metas))
     dirs = " ".join(m["run_dir"] for b in boards.values() for m in b.metas)
-    return [*commands, f"bench leaderboard {dirs} --out {out_dir}"]
+    tables = "".join(f" --table1 {path}" for path in table1 or [])
+    return [*commands, f"bench leaderboard {dirs}{tables} --out {out_dir}"]
 
 
 def table1_lines(tables: list[Path]) -> list[str]:
@@ -493,7 +496,7 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
             atomic_write_text(page, render_pooled_page(base, group))
             written.append(page)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
-    reproduce = reproduce_commands(boards, out_dir)
+    reproduce = reproduce_commands(boards, out_dir, table1)
     overview = render_overview(boards, reproduce)
     if table1:
         head, _, tail = overview.partition("## Reproduce")
