@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, same_dose
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex
 from metrics import METRICS, ConditionData, Metric, SplitData, get_metrics
 from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
@@ -38,12 +38,13 @@ FLOOR_GAP = 1e-12  # a floor this close to the best value leaves nothing to cali
 SAMPLE_SEED, REPLICATE_SEED = 0, 1
 
 
-def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONTROL) -> dict[str, np.ndarray]:
+def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONTROL,
+             index: RowIndex | None = None) -> dict[str, np.ndarray]:
     """Ranked DE gene indices per (cell type, drug): from `uns['bench_de']` when given, else ranked
-    by |Welch t| of treated vs control cells on the data itself."""
+    by |Welch t| of treated vs control cells on the data itself (`index`: adata's rows, grouped)."""
     given = adata.uns.get(DE_UNS_KEY)
     if given is None:
-        return rank_de_genes(adata, control, pairs)
+        return rank_de_genes(adata, control, pairs, index)
     pos = {g: i for i, g in enumerate(adata.var_names)}
     out = {}
     for ct, drug in pairs:
@@ -97,28 +98,25 @@ class Evaluator:
         self.control = control
         self.metrics = metrics or get_metrics()
         self.conditions = sorted(set(conditions))
-        obs = adata.obs
-        cell_types = obs[CELL_TYPE].astype(str).to_numpy()
-        drugs = obs[DRUG].astype(str).to_numpy()
-        doses = obs[DOSE].astype(float).to_numpy()
+        index = RowIndex(adata.obs)
         self._controls: dict[str, np.ndarray] = {}
         self._control_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for ct in sorted({c.cell_type for c in self.conditions}):
-            rows = np.flatnonzero((cell_types == ct) & (drugs == control))
+            rows = index.rows(ct, control)
             if rows.size == 0:
                 raise BenchError(f"no control cells (label '{control}') for cell type '{ct}'")
             self._controls[ct] = dense(adata.X[rows])
             self._control_stats[ct] = mean_var(self._controls[ct])
         self._true: dict[Condition, np.ndarray] = {}
         for c in self.conditions:
-            rows = np.flatnonzero((cell_types == c.cell_type) & (drugs == c.drug) & same_dose(doses, c.dose))
+            rows = index.rows(c.cell_type, c.drug, c.dose)
             if rows.size == 0:
                 raise BenchError(f"no true cells for condition {c.key}")
             self._true[c] = dense(adata.X[rows])
         # Controls handed to predictors and used as the floor: a subset of the scored size (False:
         # all of them, for predictions made elsewhere, as `bench score` scores).
         self._given = {ct: self._input_controls(ct) if subset_controls else c for ct, c in self._controls.items()}
-        self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control)
+        self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control, index)
         self._truth_memo: dict[Condition, dict] = {c: {} for c in self.conditions}
         self._floor = pd.DataFrame(index=range(len(self.conditions)))  # raw control scores, filled lazily
         self._replicate = pd.DataFrame(index=range(len(self.conditions)))

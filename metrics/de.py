@@ -12,7 +12,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.schema import CELL_TYPE, CONTROL, DRUG
+from bench.schema import CONTROL, RowIndex
 
 
 def mean_var(x) -> tuple[np.ndarray, np.ndarray]:
@@ -40,29 +40,30 @@ def welch_t(x_group, x_ref, ref_stats: tuple[np.ndarray, np.ndarray] | None = No
     return np.divide(diff, se, out=vanished, where=se > 0)
 
 
-def rank_by_abs_t(x_group, x_ref) -> np.ndarray:
-    """Gene indices ordered by decreasing |Welch t| (stable for ties)."""
-    return np.argsort(-np.abs(welch_t(x_group, x_ref)), kind="stable")
+def rank_by_abs_t(x_group, x_ref, ref_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Gene indices ordered by decreasing |Welch t| (stable for ties; `ref_stats` as in `welch_t`)."""
+    return np.argsort(-np.abs(welch_t(x_group, x_ref, ref_stats)), kind="stable")
 
 
 def de_key(cell_type: str, drug: str) -> str:
     return f"{cell_type}_{drug}"
 
 
-def rank_de_genes(adata: ad.AnnData, control: str = CONTROL, pairs: set[tuple[str, str]] | None = None) -> dict[str, np.ndarray]:
+def rank_de_genes(adata: ad.AnnData, control: str = CONTROL, pairs: set[tuple[str, str]] | None = None,
+                  index: RowIndex | None = None) -> dict[str, np.ndarray]:
     """Ranked DE gene indices for every (cell type, drug) pair (or only `pairs`), keyed
-    'celltype_drug'. Doses are pooled; the reference is the cell type's control cells."""
-    obs = adata.obs
-    cell_types = obs[CELL_TYPE].astype(str).to_numpy()
-    drugs = obs[DRUG].astype(str).to_numpy()
+    'celltype_drug'. Doses are pooled; the reference is the cell type's control cells, whose
+    statistics are computed once per cell type. `index`: adata's rows grouped (built when None)."""
+    index = index or RowIndex(adata.obs)
     out: dict[str, np.ndarray] = {}
-    for ct in np.unique(cell_types):
-        in_ct = cell_types == ct
-        ctrl = adata.X[np.flatnonzero(in_ct & (drugs == control))]
-        if ctrl.shape[0] == 0:
+    refs: dict[str, tuple] = {}
+    for ct, drug in index.pairs:
+        if drug == control or (pairs is not None and (ct, drug) not in pairs):
             continue
-        for drug in np.unique(drugs[in_ct]):
-            if drug == control or (pairs is not None and (ct, drug) not in pairs):
-                continue
-            out[de_key(ct, drug)] = rank_by_abs_t(adata.X[np.flatnonzero(in_ct & (drugs == drug))], ctrl)
+        if ct not in refs:
+            ctrl = adata.X[index.rows(ct, control)]
+            refs[ct] = (ctrl, mean_var(ctrl) if ctrl.shape[0] else None)
+        ctrl, stats = refs[ct]
+        if stats is not None:
+            out[de_key(ct, drug)] = rank_by_abs_t(adata.X[index.rows(ct, drug)], ctrl, stats)
     return out

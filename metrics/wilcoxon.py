@@ -11,8 +11,10 @@ vectorised over genes, with the conventions of cell-eval's DE engine (pdex):
   ranking; significant genes ranked by decreasing |log2 fold change|, ties in gene order.
 
 The reference side (one cell type's controls, thousands of cells) is reduced once to its distinct
-values per gene; each group of cells is then placed among them with one binary search over all
-genes at once, so scoring a prediction never re-sorts the controls.
+values per gene, and its pseudobulk computed once; each group of cells is then placed among them
+with one binary search over all genes at once, so scoring a prediction never re-sorts the
+controls. Only the group's distinct values per gene are searched: sparse data holds long runs of
+zeros, and a run of equal values has one place among the reference.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class RankReference:
     before: np.ndarray  # (d + 1,) int64: reference values (all genes, gene-major) before each key
     n_cells: int
     tie_term: np.ndarray  # (g,) sum over tied runs of t^3 - t among the reference values alone
+    mean: np.ndarray  # (g,) per-gene mean in the data's own float type (the fold change's denominator)
 
     @classmethod
     def from_cells(cls, ref: np.ndarray) -> RankReference:
@@ -61,7 +64,7 @@ class RankReference:
         before = np.concatenate([[0], np.cumsum(counts)])
         t = counts.astype(np.float64)
         tie_term = np.bincount(genes, weights=t**3 - t, minlength=n_genes)
-        return cls(keys, before, n_cells, tie_term)
+        return cls(keys, before, n_cells, tie_term, ref.mean(axis=0))
 
     def counts_below(self, genes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each (gene, value): the number of reference values of that gene strictly below the
@@ -93,19 +96,21 @@ def rank_sum_pvalues(group: np.ndarray, ref: RankReference) -> np.ndarray:
     n1, n_genes = group.shape
     n2 = ref.n_cells
     values = np.sort(np.asarray(group).T.astype(np.float64), axis=1)
-    genes = np.repeat(np.arange(n_genes), n1)
-    below, equal = ref.counts_below(genes, values.ravel())
-    u1 = (below + 0.5 * equal).reshape(n_genes, n1).sum(axis=1)
-
-    # Ties of the pooled sample: the reference's own runs, corrected where group values join them.
+    # Runs of equal values per gene: each run is placed among the reference once, for all its t cells.
     first = np.ones(values.shape, dtype=bool)
     first[:, 1:] = values[:, 1:] != values[:, :-1]
     start = np.flatnonzero(first.ravel())
+    genes = start // max(n1, 1)
     t_group = np.diff(np.append(start, values.size)).astype(np.float64)
-    t_ref = equal[start].astype(np.float64)
+    below, equal = ref.counts_below(genes, values.ravel()[start])
+    # Counts and half counts: these sums are exact in float64 in any order of summation.
+    u1 = np.bincount(genes, weights=t_group * (below + 0.5 * equal), minlength=n_genes)
+
+    # Ties of the pooled sample: the reference's own runs, corrected where group values join them.
+    t_ref = equal.astype(np.float64)
     t_all = t_group + t_ref
     extra = (t_all**3 - t_all) - (t_ref**3 - t_ref)
-    tie_term = ref.tie_term + np.bincount(start // n1, weights=extra, minlength=n_genes)
+    tie_term = ref.tie_term + np.bincount(genes, weights=extra, minlength=n_genes)
 
     n = n1 + n2
     u = np.maximum(u1, n1 * n2 - u1)
@@ -118,8 +123,13 @@ def rank_sum_pvalues(group: np.ndarray, ref: RankReference) -> np.ndarray:
 
 def log2_fold_change(group: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """log2 of the ratio of geometric-mean pseudobulks of log1p data (see module docstring)."""
+    return log2_ratio(np.asarray(group).mean(axis=0), np.asarray(ref).mean(axis=0))
+
+
+def log2_ratio(group_mean: np.ndarray, ref_mean: np.ndarray) -> np.ndarray:
+    """`log2_fold_change` from the two pseudobulks (per-gene means of the log1p data)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # raw counts overflow: +-inf is the answer
-        lfc = np.log2(np.expm1(np.asarray(group).mean(axis=0)) / np.expm1(np.asarray(ref).mean(axis=0)))
+        lfc = np.log2(np.expm1(group_mean) / np.expm1(ref_mean))
     return np.where(np.isnan(lfc), 0.0, lfc).astype(np.float32)
 
 
@@ -133,8 +143,9 @@ class DEResult:
 
 def differential_expression(cells: np.ndarray, control: np.ndarray) -> DEResult:
     """Wilcoxon DE of `cells` against `control` (both (cells, genes) log1p expression)."""
-    lfc = log2_fold_change(cells, control)
-    fdr = false_discovery_control(rank_sum_pvalues(cells, reference_for(control)))
+    ref = reference_for(control)
+    lfc = log2_ratio(np.asarray(cells).mean(axis=0), ref.mean)
+    fdr = false_discovery_control(rank_sum_pvalues(cells, ref))
     significant = np.flatnonzero(fdr.astype(np.float32) < FDR_THRESHOLD)
     order = np.argsort(-np.abs(lfc[significant]), kind="stable")
     return DEResult(lfc, significant[order])

@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of, same_dose
+from bench.schema import CONTROL, Condition, RowIndex, conditions_of
 
 
 def dense(x) -> np.ndarray:
@@ -46,6 +46,7 @@ class Task:
     max_epochs: int | None = None  # harness override of a trainable predictor's epoch count
     truth: dict | None = None  # generating parameters (generated data only; for the oracle)
     on_epoch: Callable[[int, dict], None] = field(default=lambda epoch, stats: None, repr=False)
+    _index: RowIndex | None = field(default=None, init=False, repr=False, compare=False)
 
     def report_epoch(self, epoch: int, **stats: float) -> None:
         """Call after each training epoch (1-based); the harness evaluates the model at this point and
@@ -61,11 +62,14 @@ class Task:
 
     def cells(self, cell_type: str, drug: str, dose: float | None = None) -> np.ndarray:
         """Dense training cells of `drug` in `cell_type` (at `dose`, or every dose when None)."""
-        obs = self.train.obs
-        mask = (obs[CELL_TYPE].astype(str) == cell_type).to_numpy() & (obs[DRUG].astype(str) == drug).to_numpy()
-        if dose is not None:
-            mask &= same_dose(obs[DOSE].astype(float).to_numpy(), dose)
-        return dense(self.train.X[np.flatnonzero(mask)])
+        return dense(self.train.X[self.rows(cell_type, drug, dose)])
+
+    def rows(self, cell_type: str, drug: str, dose: float | None = None) -> np.ndarray:
+        """Positions in `train` of `drug`'s cells in `cell_type` (at `dose`, or every dose when None);
+        the training rows are grouped on first use, so repeated look-ups never rescan them."""
+        if self._index is None:
+            self._index = RowIndex(self.train.obs)
+        return self._index.rows(cell_type, drug, dose)
 
     def training_conditions(self) -> list[Condition]:
         """Treated conditions present in the training set."""

@@ -1,14 +1,15 @@
 """`knn` (paper baseline): find the training drugs whose bulk response in the same cell line is
 most similar to the test drug's, and return their single-cell responses at the same cell type
 and dose. Bulk signatures are drug-minus-control profile means (doses pooled), compared by
-Pearson r; when a cell line has no bulk data for the drug, every cell line's profiles are used."""
+Pearson r; when a cell line has no bulk data for the drug, every cell line's profiles are used.
+Signatures are computed once per (drug, cell line) from the bulk rows grouped once."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, DRUG, Condition
+from bench.schema import Condition, RowIndex
 from metrics.correlation import standardize_rows
 from predictors.base import Predictor, Task, dense
 
@@ -19,22 +20,22 @@ class KnnBulk(Predictor):
 
     def fit(self, task: Task) -> None:
         self._task = task
-        bulk = task.bulk
-        self._x = dense(bulk.X)
-        self._drug = bulk.obs[DRUG].astype(str).to_numpy()
-        self._line = bulk.obs[CELL_TYPE].astype(str).to_numpy()
+        self._x = dense(task.bulk.X)
+        self._rows = RowIndex(task.bulk.obs)
+        self._signatures: dict[tuple[str, str | None], np.ndarray | None] = {}
         self._train = {}
         for cond in task.training_conditions():
             self._train.setdefault((cond.cell_type, cond.dose), set()).add(cond.drug)
 
     def _signature(self, drug: str, line: str | None) -> np.ndarray | None:
-        rows = self._drug == drug
-        ctrl = self._drug == self._task.control
-        if line is not None:
-            rows, ctrl = rows & (self._line == line), ctrl & (self._line == line)
-        if not rows.any() or not ctrl.any():
-            return None
-        return self._x[rows].mean(axis=0) - self._x[ctrl].mean(axis=0)
+        """Mean bulk profile of `drug` minus that of the controls, in `line` (None: every line);
+        None without profiles of either."""
+        key = (drug, line)
+        if key not in self._signatures:
+            rows, ctrl = self._rows.rows(line, drug), self._rows.rows(line, self._task.control)
+            self._signatures[key] = (self._x[rows].mean(axis=0) - self._x[ctrl].mean(axis=0)
+                                     if rows.size and ctrl.size else None)
+        return self._signatures[key]
 
     def neighbours(self, condition: Condition) -> list[str]:
         """The k training drugs nearest to the condition's drug in bulk, best first."""
