@@ -115,6 +115,7 @@ class Evaluator:
             self._true[c] = dense(adata.X[rows])
         # Controls handed to predictors and used as the floor: a subset of the scored size (False:
         # all of them, for predictions made elsewhere, as `bench score` scores).
+        self._subset = subset_controls
         self._given = {ct: self._input_controls(ct) if subset_controls else c for ct, c in self._controls.items()}
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control, index)
         self._truth_memo: dict[Condition, dict] = {c: {} for c in self.conditions}
@@ -122,21 +123,34 @@ class Evaluator:
         self._replicate = pd.DataFrame(index=range(len(self.conditions)))
 
     def _input_controls(self, cell_type: str) -> np.ndarray:
-        """The control cells a predictor transforms: a seeded subset (in their original order) of as
-        many as the largest true-cell count among the cell type's conditions, since no more predicted
-        cells are ever scored; every control when there are fewer."""
+        """The control cells predictors transform for this cell type: a seeded subset, in a seeded
+        order, of as many as the largest true-cell count among its conditions (no more predicted
+        cells are ever scored); every control, shuffled, when there are fewer."""
         controls = self._controls[cell_type]
         wanted = max(len(self._true[c]) for c in self.conditions if c.cell_type == cell_type)
-        if wanted >= len(controls):
-            return controls
         rng = np.random.default_rng([zlib.crc32(cell_type.encode()), SAMPLE_SEED])
-        return controls[np.sort(rng.choice(len(controls), wanted, replace=False))]
+        return controls[rng.permutation(len(controls))[:wanted]]
+
+    def input_rows(self, condition: Condition) -> int:
+        """How many of its cell type's given controls a predictor transforms for `condition`: the
+        smallest power of two at least its true-cell count (all given controls when that is more, or
+        when controls are not subset), so conditions of similar size are asked for in one batch and
+        no prediction is more than twice the size that is scored. Being a prefix of a seeded
+        order, those controls are a seeded random subset too."""
+        given = len(self._given[condition.cell_type])
+        if not self._subset:
+            return given
+        return min(given, 1 << max(0, (len(self._true[condition]) - 1).bit_length()))
+
+    def controls_for(self, condition: Condition) -> np.ndarray:
+        """A copy of the control cells a predictor transforms for `condition` (and the floor uses)."""
+        return self._given[condition.cell_type][: self.input_rows(condition)].copy()
 
     # What a predictor may see: copies of the controls, through a function with no path back here.
-    def control_source(self) -> Callable[[str], np.ndarray]:
-        """A plain function: cell type -> a fresh copy of the control cells to transform (a seeded
-        subset of the real controls of the size that is scored; see `_input_controls`)."""
-        controls = dict(self._given)
+    def control_source(self, rows: int | None = None) -> Callable[[str], np.ndarray]:
+        """A plain function: cell type -> a fresh copy of the control cells to transform (the first
+        `rows` of the seeded subset of `_input_controls`; all of it when None)."""
+        controls = {ct: given[:rows] for ct, given in self._given.items()}
         return lambda cell_type: controls[cell_type].copy()
 
     def true_cells(self, condition: Condition) -> np.ndarray:
@@ -163,24 +177,29 @@ class Evaluator:
         return fixed_size(cells, len(self._true[cond]), condition_rng(cond, SAMPLE_SEED))
 
     def collect(self, predict_many: Callable, conditions: list[Condition] | None = None) -> tuple[dict, dict]:
-        """Ask a predictor for its cells in batches of about PREDICTION_BATCH_BYTES (control-sized
-        predictions of every sci-Plex3 test condition at once would take tens of GB) and keep only the
-        scored sample of each. Returns (sampled cells, predicted cell counts), keyed by condition."""
+        """Ask a predictor for its cells, conditions grouped by how many controls they transform
+        (`input_rows`), in batches of about PREDICTION_BATCH_BYTES (control-sized predictions of every
+        sci-Plex3 test condition at once would take tens of GB), keeping only the scored sample of
+        each. Returns (sampled cells, predicted cell counts), keyed by condition."""
         conditions = self.conditions if conditions is None else conditions
-        largest = max(c.nbytes for c in self._given.values())
-        size = max(1, PREDICTION_BATCH_BYTES // max(largest, 1))
-        controls = self.control_source()
+        groups: dict[int, list[Condition]] = {}
+        for c in conditions:
+            groups.setdefault(self.input_rows(c), []).append(c)
+        row_bytes = max(given.nbytes // max(len(given), 1) for given in self._given.values())
         sets, counts = {}, {}
-        for start in range(0, len(conditions), size):
-            batch = conditions[start : start + size]
-            predicted = predict_many(batch, controls)
-            for cond in batch:
-                if cond not in predicted:
-                    raise BenchError(f"no prediction for {cond.key}")
-                pred = self._validated(cond, predicted[cond])
-                counts[cond] = len(pred)
-                sets[cond] = self.sample(cond, pred)
-            del predicted
+        for rows, group in sorted(groups.items()):
+            controls = self.control_source(rows)
+            size = max(1, PREDICTION_BATCH_BYTES // max(rows * row_bytes, 1))
+            for start in range(0, len(group), size):
+                batch = group[start : start + size]
+                predicted = predict_many(batch, controls)
+                for cond in batch:
+                    if cond not in predicted:
+                        raise BenchError(f"no prediction for {cond.key}")
+                    pred = self._validated(cond, predicted[cond])
+                    counts[cond] = len(pred)
+                    sets[cond] = self.sample(cond, pred)
+                del predicted
         return sets, counts
 
     def _raw(self, sets: dict[Condition, np.ndarray], metrics: list[Metric], truth: dict | None = None) -> pd.DataFrame:
@@ -215,7 +234,7 @@ class Evaluator:
         sampled as a prediction is), per condition."""
         missing = [m for m in metrics if m.name not in self._floor]
         if missing:
-            sets = {c: self.sample(c, self._given[c.cell_type]) for c in self.conditions}
+            sets = {c: self.sample(c, self.controls_for(c)) for c in self.conditions}
             # split-level metrics compare conditions with each other: compute them over every metric's floor at once
             self._floor = pd.concat([self._floor, self._raw(sets, missing)], axis=1)
         return self._floor[[m.name for m in metrics]]

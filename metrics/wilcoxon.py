@@ -29,21 +29,15 @@ from scipy.stats import false_discovery_control
 FDR_THRESHOLD = 0.05
 
 
-def gene_value_keys(genes: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Complex keys gene + 1j * value (numpy orders complex numbers by real part, then imaginary)."""
-    keys = np.empty(len(values), dtype=np.complex128)
-    keys.real, keys.imag = genes, values
-    return keys
-
-
 @dataclass(frozen=True)
 class RankReference:
-    """The reference cells of a test, per gene: the sorted distinct values as complex keys
-    (gene index + 1j * value, which numpy orders gene first, value second) and, per key, how many
-    reference values of all genes come before it, so that one `searchsorted` counts, for any gene
-    and value, the reference values below and equal to it."""
+    """The reference cells of a test, per gene: the sorted distinct values of all genes (`values`)
+    and, gene-major, the integer keys gene * len(values) + value's position there, sorted, with, per
+    key, how many reference values of all genes come before it; so one integer `searchsorted`
+    counts, for any gene and value, the reference values below and equal to it."""
 
-    keys: np.ndarray  # (d,) complex128, sorted
+    values: np.ndarray  # (v,) float64, sorted distinct values over every gene
+    keys: np.ndarray  # (d,) int64, sorted: gene * v + position of the value in `values`
     before: np.ndarray  # (d + 1,) int64: reference values (all genes, gene-major) before each key
     n_cells: int
     tie_term: np.ndarray  # (g,) sum over tied runs of t^3 - t among the reference values alone
@@ -60,20 +54,24 @@ class RankReference:
         start = np.flatnonzero(first.ravel())
         counts = np.diff(np.append(start, values.size))
         genes = start // max(n_cells, 1)
-        keys = gene_value_keys(genes, values.ravel()[start])
+        distinct = np.unique(values.ravel()[start])
+        keys = genes * len(distinct) + np.searchsorted(distinct, values.ravel()[start])
         before = np.concatenate([[0], np.cumsum(counts)])
         t = counts.astype(np.float64)
         tie_term = np.bincount(genes, weights=t**3 - t, minlength=n_genes)
-        return cls(keys, before, n_cells, tie_term, ref.mean(axis=0))
+        return cls(distinct, keys, before, n_cells, tie_term, ref.mean(axis=0))
 
     def counts_below(self, genes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each (gene, value): the number of reference values of that gene strictly below the
-        value, and the number equal to it."""
-        query = gene_value_keys(genes, values)
+        value, and the number equal to it (none unless the value is among `values`)."""
+        position = np.searchsorted(self.values, values)
+        present = self.values[np.minimum(position, len(self.values) - 1)] == values if len(self.values) else position < 0
+        query = genes * len(self.values) + position
         offset = genes * self.n_cells
-        below = self.before[np.searchsorted(self.keys, query, "left")] - offset
-        upto = self.before[np.searchsorted(self.keys, query, "right")] - offset
-        return below, upto - below
+        lower = np.searchsorted(self.keys, query, "left")
+        upper = np.where(present, np.searchsorted(self.keys, query, "right"), lower)
+        below = self.before[lower] - offset
+        return below, self.before[upper] - self.before[lower]
 
 
 _REFERENCES: dict[int, tuple[weakref.ref, RankReference]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -21,10 +21,27 @@ import scipy.sparse as sp
 
 from bench.schema import CONTROL, Condition, RowIndex, conditions_of
 
+PREDICT_ROWS = 16384  # (condition, control cell) rows a batched predictor decodes at once
+
 
 def dense(x) -> np.ndarray:
     """A dense float32 copy of a (possibly sparse) expression block."""
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+
+def row_chunks(conditions: list[Condition], rows: Callable[[Condition], int], limit: int) -> Iterator[list[Condition]]:
+    """Consecutive runs of `conditions` whose rows (`rows(c)` each) add up to about `limit`: the
+    conditions a batched `predict_many` decodes in one pass (at least one per run)."""
+    chunk: list[Condition] = []
+    total = 0
+    for c in conditions:
+        if chunk and total + rows(c) > limit:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(c)
+        total += rows(c)
+    if chunk:
+        yield chunk
 
 
 class StopTraining(Exception):

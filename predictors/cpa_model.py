@@ -14,6 +14,7 @@ import copy
 import importlib.util
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable
 
 import anndata as ad
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import Predictor, Task, dense
+from predictors.base import PREDICT_ROWS, Predictor, Task, dense, row_chunks
 
 PAD = "<PAD>"
 DOSE_KEY, SPLIT_KEY = "cpa_dose", "cpa_split"
@@ -150,16 +151,26 @@ class CpaPredictor(Predictor):
         model.module.eval()
 
     def predict(self, condition: Condition, controls: np.ndarray) -> np.ndarray:
-        """Counterfactual: the cell type's control cells, encoded, with the target drug and dose added."""
+        return self.predict_many([condition], lambda ct: controls)[condition]
+
+    def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
+        """Counterfactual: each cell type's control cells, encoded, with the target drug and dose
+        added; many conditions' rows go through the module at once (rows are independent in eval mode)."""
         module = self.model.module
         was_training = module.training
         module.eval()
+        out: dict[Condition, np.ndarray] = {}
         try:
             with torch.no_grad():
-                px = module.get_expression(self._tensors(condition, controls), n_samples=1)["px"]
+                for chunk in row_chunks(list(conditions), lambda c: len(controls(c.cell_type)), PREDICT_ROWS):
+                    parts = [self._tensors(c, controls(c.cell_type)) for c in chunk]
+                    batch = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+                    px = module.get_expression(batch, n_samples=1)["px"].cpu().numpy().astype(np.float32)
+                    sizes = np.cumsum([len(controls(c.cell_type)) for c in chunk])[:-1]
+                    out.update(zip(chunk, np.split(px, sizes)))
         finally:
             module.train(was_training)
-        return px.cpu().numpy().astype(np.float32)
+        return out
 
     def _tensors(self, condition: Condition, controls: np.ndarray) -> dict[str, torch.Tensor]:
         """The batch CPA's data loader would yield for these cells relabelled with `condition`."""

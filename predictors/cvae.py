@@ -11,12 +11,15 @@ decode their latent means under the target condition.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import Predictor, Task, dense
+from predictors.base import PREDICT_ROWS, Predictor, Task, dense, row_chunks
 
 
 def bulk_signatures(bulk, drugs: list[str], control: str) -> np.ndarray:
@@ -93,7 +96,6 @@ class CVAE(Predictor):
         self._task = task
         held_out = {x.drug for x in task.test_conditions + task.val_conditions}
         self._drugs = sorted({x.drug for x in task.training_conditions()} | held_out)
-        self._drug_index = {d: i for i, d in enumerate(self._drugs)}
         self._signatures = torch.as_tensor(bulk_signatures(task.bulk, self._drugs, task.control))
         self._cell_types = sorted(set(task.train.obs[CELL_TYPE].astype(str)))
         doses = task.train.obs[DOSE].astype(float).to_numpy()
@@ -120,21 +122,34 @@ class CVAE(Predictor):
 
     def _conditions(self, drugs: np.ndarray, cell_types: np.ndarray, doses: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Signature rows (zero for controls), cell-type one-hots and scaled log doses of cells."""
-        index = np.array([self._drug_index.get(d, -1) for d in drugs])
+        index = pd.Index(self._drugs).get_indexer(drugs)
         sig = torch.zeros(len(drugs), self._signatures.shape[1])
         treated = index >= 0
         sig[torch.as_tensor(treated)] = self._signatures[torch.as_tensor(index[treated])]
         cell = torch.zeros(len(drugs), len(self._cell_types))
-        cell[torch.arange(len(drugs)), torch.as_tensor([self._cell_types.index(t) for t in cell_types])] = 1.0
+        cell[torch.arange(len(drugs)), torch.as_tensor(pd.Index(self._cell_types).get_indexer(cell_types))] = 1.0
         dose = torch.as_tensor(np.log1p(np.where(treated, doses, 0.0)) / self._log_max_dose, dtype=torch.float32)[:, None]
         return sig, cell, dose
 
     def predict(self, condition: Condition, controls: np.ndarray) -> np.ndarray:
-        """Encode the control cells as controls, decode their latent means under `condition`."""
-        n = controls.shape[0]
-        cells = np.full(n, condition.cell_type)
-        before = self._conditions(np.full(n, self._task.control), cells, np.zeros(n))
-        after = self._conditions(np.full(n, condition.drug), cells, np.full(n, condition.dose))
+        return self.predict_many([condition], lambda ct: controls)[condition]
+
+    def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
+        """Encode each cell type's control cells once as controls, then decode their latent means
+        under many conditions in one pass."""
+        by_type: dict[str, list[Condition]] = {}
+        for c in conditions:
+            by_type.setdefault(c.cell_type, []).append(c)
+        out: dict[Condition, np.ndarray] = {}
         with torch.no_grad():
-            mu, _ = self.model.encode(torch.as_tensor(controls, dtype=torch.float32), self.model.condition(*before))
-            return self.model.decode(mu, self.model.condition(*after)).numpy().astype(np.float32)
+            for ct, conds in by_type.items():
+                x = np.asarray(controls(ct), dtype=np.float32)
+                n = len(x)
+                before = self._conditions(np.full(n, self._task.control), np.full(n, ct), np.zeros(n))
+                mu, _ = self.model.encode(torch.as_tensor(x), self.model.condition(*before))
+                for chunk in row_chunks(conds, lambda c: n, PREDICT_ROWS):
+                    drugs, doses = np.repeat([c.drug for c in chunk], n), np.repeat([c.dose for c in chunk], n)
+                    after = self._conditions(drugs, np.full(len(drugs), ct), doses)
+                    pred = self.model.decode(mu.repeat(len(chunk), 1), self.model.condition(*after))
+                    out.update(zip(chunk, pred.view(len(chunk), n, -1).numpy().astype(np.float32)))
+        return out

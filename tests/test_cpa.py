@@ -100,3 +100,13 @@ def test_compatibility_shims_keep_warnings_and_load_saved_models(transfer, tmp_p
     loaded = cpa.CPA.load(str(tmp_path / "model"), adata=predictor.model.adata)
     for key, value in predictor.model.module.state_dict().items():
         np.testing.assert_array_equal(loaded.module.state_dict()[key].numpy(), value.numpy())
+
+
+def test_batched_prediction_equals_one_condition_at_a_time(transfer, task):
+    """predict_many sends many conditions' rows (several cell types) through the module at once."""
+    predictor, _ = transfer
+    conditions = (task.test_conditions + task.val_conditions)[::7]
+    assert len({c.cell_type for c in conditions}) > 1
+    batched = predictor.predict_many(conditions, task.controls)
+    for c in conditions:
+        np.testing.assert_allclose(batched[c], predictor.predict(c, task.controls(c.cell_type)), atol=1e-5)

@@ -42,15 +42,15 @@ def test_cvae_reports_every_epoch_and_predicts_from_controls(fitted):
 def test_unseen_drug_is_its_projected_bulk_signature(fitted):
     predictor, task, _ = fitted
     unseen = task.test_conditions[0]
-    row = predictor._signatures[predictor._drug_index[unseen.drug]]
+    row = predictor._signatures[predictor._drugs.index(unseen.drug)]
     assert torch.count_nonzero(row) > 0
     controls = task.controls(unseen.cell_type)
     before = predictor.predict(unseen, controls)
-    predictor._signatures[predictor._drug_index[unseen.drug]] = -row  # another bulk response, another prediction
+    predictor._signatures[predictor._drugs.index(unseen.drug)] = -row  # another bulk response, another prediction
     try:
         assert not np.allclose(predictor.predict(unseen, controls), before, atol=1e-4)
     finally:
-        predictor._signatures[predictor._drug_index[unseen.drug]] = row
+        predictor._signatures[predictor._drugs.index(unseen.drug)] = row
 
 
 def test_bulk_signature_is_the_line_averaged_drug_minus_control_shift():
@@ -61,3 +61,13 @@ def test_bulk_signature_is_the_line_averaged_drug_minus_control_shift():
     raw = np.array([(3.0 + 0.0) / 2, (0.0 + 2.0) / 2])  # L1: (3, 0); L2: (0, 2)
     np.testing.assert_allclose(sig[0], raw / raw.std(), rtol=1e-6)
     np.testing.assert_array_equal(sig[1], 0.0)  # no bulk profile: no information
+
+
+def test_batched_prediction_equals_one_condition_at_a_time(fitted):
+    """predict_many decodes many conditions (several cell types) in one pass: same cells as predict."""
+    predictor, task, _ = fitted
+    conditions = (task.test_conditions + task.val_conditions)[::5]
+    assert len({c.cell_type for c in conditions}) > 1
+    batched = predictor.predict_many(conditions, task.controls)
+    for c in conditions:
+        np.testing.assert_allclose(batched[c], predictor.predict(c, task.controls(c.cell_type)), atol=1e-5)

@@ -56,9 +56,39 @@ def test_calibrate_is_bounded_defined_and_direction_aware():
     np.testing.assert_allclose(values, [-0.4, 0.0, 0.0])
 
 
+def test_each_condition_transforms_a_seeded_subset_of_about_its_scored_size(smoke):
+    """A predictor asked through `collect` gets, per condition, the first k of one seeded shuffle of
+    the cell type's controls, k the smallest power of two at least the true-cell count (or all)."""
+    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    conditions = split.conditions(smoke.sc.obs, TEST)
+    keep = np.ones(smoke.sc.n_obs, dtype=bool)
+    for i, c in enumerate(conditions):  # uneven true-cell counts: 2 to all of a condition's cells
+        rows = np.flatnonzero((smoke.sc.obs[DRUG] == c.drug).to_numpy() & (smoke.sc.obs[CELL_TYPE] == c.cell_type).to_numpy()
+                              & same_dose(smoke.sc.obs[DOSE].to_numpy(), c.dose))
+        keep[rows[2 + i % len(rows):]] = False
+    ev = Evaluator(smoke.sc[keep].copy(), conditions)
+    seen: dict[Condition, np.ndarray] = {}
+
+    def record(conditions, controls):
+        for c in conditions:
+            seen[c] = controls(c.cell_type)
+        return {c: seen[c] for c in conditions}
+
+    sets, counts = ev.collect(record)
+    for c in ev.conditions:
+        n_true, given = len(ev.true_cells(c)), seen[c]
+        np.testing.assert_array_equal(given, ev.controls_for(c))
+        assert counts[c] == len(given) >= min(n_true, len(ev.control_source()(c.cell_type)))
+        assert len(given) == len(ev.control_source()(c.cell_type)) or (len(given) < 2 * n_true and len(given) & (len(given) - 1) == 0)
+        np.testing.assert_array_equal(given, ev.control_source()(c.cell_type)[: len(given)])  # one order, prefixes
+        assert len(sets[c]) == n_true
+    sizes = {len(seen[c]) for c in ev.conditions}
+    assert len(sizes) > 1  # conditions of different sizes get different numbers of controls
+
+
 def test_controls_score_zero_on_every_calibrated_metric_and_nothing_is_nan_or_above_one(setup, oracle):
     ev, _ = setup
-    controls = ev.score({c: ev.control_source()(c.cell_type) for c in ev.conditions})
+    controls = ev.score({c: ev.controls_for(c) for c in ev.conditions})
     best = ev.score(oracle)
     for m in METRICS:
         np.testing.assert_allclose(controls[f"{m}_norm"], 0.0, atol=1e-12, err_msg=m)
@@ -105,7 +135,7 @@ def test_exploits_score_no_better_than_a_fair_prediction_of_the_same_information
     ev, task = setup
     fair = headline(ev.score(oracle, replicate=False))
     if exploit == "no_change":
-        pred = {c: ev.control_source()(c.cell_type) for c in ev.conditions}
+        pred = {c: ev.controls_for(c) for c in ev.conditions}
         assert headline(ev.score(pred, replicate=False)) == pytest.approx(0.0, abs=1e-12)
         return
     if exploit == "train_mean":  # less information than the oracle: must not beat it

@@ -29,13 +29,12 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition, same_dose
-from predictors.base import Predictor, Task, dense
+from predictors.base import PREDICT_ROWS, Predictor, Task, dense
 from predictors.pertbert.batches import EpochPlanner, Step
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import EncoderConfig, FineTuneModel, FixedDrugs, LearnedDrugs, PatchEncoder
 from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
 
-PREDICT_ROWS = 16384  # (condition, control cell) pairs decoded at once in prediction
 
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
