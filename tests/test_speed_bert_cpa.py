@@ -8,7 +8,8 @@ the machine's load: `OMP_NUM_THREADS=1 pytest --benchmark-enable tests/test_spee
 SPEED_BENCH_DATA=default (or full) measures on that generated benchmark instead, and
 SPEED_BENCH_PREDICTORS=cVAE,BERT_nobulk,... on other trainable predictors. With
 SPEED_BENCH_EPOCHS=1 (one round, for the full size) the one epoch is timed from the start of `fit`,
-its set-up included.
+its set-up included. Where /proc is readable, extra_info also holds the process's peak resident
+memory while the predictor fitted (`peak_rss_gib`, sampled every 0.1 s, the data included).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,30 @@ from splits.base import TEST, TRAIN, VAL
 
 EPOCHS = int(os.environ.get("SPEED_BENCH_EPOCHS", "2"))
 PREDICTORS = os.environ.get("SPEED_BENCH_PREDICTORS", "BERT,CPA").split(",")
+
+
+@contextmanager
+def peak_rss(out: dict):
+    """Sample this process's resident memory every 0.1 s while the block runs; `out['gib']` = peak."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        yield
+        return
+    page, done, peak = os.sysconf("SC_PAGE_SIZE"), threading.Event(), [0]
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], int(statm.read_text().split()[1]) * page)
+            done.wait(0.1)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        out["gib"] = peak[0] / 2**30
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +76,14 @@ def test_fine_tuning_epoch(benchmark, task, name):
         pytest.skip("cpa-tools is not installed")
     epochs: list[tuple[float, dict]] = []
     started: list[float] = []
+    memory: dict = {}
 
     def fit() -> None:
         epochs.clear()
         run = replace(task, on_epoch=lambda epoch, stats: epochs.append((time.perf_counter(), stats)))
         started[:] = [time.perf_counter()]
-        registry.create(name, seed=0).fit(run)
+        with peak_rss(memory):
+            registry.create(name, seed=0).fit(run)
 
     single = EPOCHS == 1
     benchmark.pedantic(fit, rounds=1 if single else 3, iterations=1, warmup_rounds=0 if single else 1)
@@ -61,4 +91,6 @@ def test_fine_tuning_epoch(benchmark, task, name):
     seconds = epochs[0][0] - started[0] if single else epochs[1][0] - epochs[0][0]
     cells = epochs[-1][1].get("cells", task.train.n_obs)  # CPA's epoch passes over every training cell
     benchmark.extra_info.update(epoch_seconds=seconds, cells_per_epoch=cells, cells_per_second=cells / seconds)
+    if "gib" in memory:
+        benchmark.extra_info["peak_rss_gib"] = memory["gib"]
     assert cells == task.train.n_obs  # either way an epoch covers every training cell once
