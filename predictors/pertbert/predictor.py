@@ -63,6 +63,7 @@ class PertBERT(Predictor):
     """`BERT*` variants: the paper's encoder (pre-trained or not) + condition encoder + LSTM/MLP decoder."""
 
     trainable = True
+    search_space = {"lr": [3e-3, 1e-3], "energy_weight": [0.05, 0.2]}
     needs = ("bulk",)
     resources: ClassVar[dict] = gpu_request()
     defaults = {
