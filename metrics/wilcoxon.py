@@ -68,8 +68,8 @@ class RankReference:
         present = self.values[np.minimum(position, len(self.values) - 1)] == values if len(self.values) else position < 0
         query = genes * len(self.values) + position
         offset = genes * self.n_cells
-        lower = np.searchsorted(self.keys, query, "left")
-        upper = np.where(present, np.searchsorted(self.keys, query, "right"), lower)
+        lower = np.searchsorted(self.keys, query)
+        upper = np.searchsorted(self.keys, query + present)  # integer keys: the next key bounds the equal ones
         below = self.before[lower] - offset
         return below, self.before[upper] - self.before[lower]
 
@@ -119,13 +119,9 @@ def rank_sum_pvalues(group: np.ndarray, ref: RankReference) -> np.ndarray:
     return np.where(var > 0, p, 1.0)
 
 
-def log2_fold_change(group: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """log2 of the ratio of geometric-mean pseudobulks of log1p data (see module docstring)."""
-    return log2_ratio(np.asarray(group).mean(axis=0), np.asarray(ref).mean(axis=0))
-
-
-def log2_ratio(group_mean: np.ndarray, ref_mean: np.ndarray) -> np.ndarray:
-    """`log2_fold_change` from the two pseudobulks (per-gene means of the log1p data)."""
+def log2_fold_change(group_mean: np.ndarray, ref_mean: np.ndarray) -> np.ndarray:
+    """log2 of the ratio of geometric-mean pseudobulks of log1p data (see module docstring), from
+    the two sides' per-gene means of the log1p data."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # raw counts overflow: +-inf is the answer
         lfc = np.log2(np.expm1(group_mean) / np.expm1(ref_mean))
     return np.where(np.isnan(lfc), 0.0, lfc).astype(np.float32)
@@ -142,7 +138,7 @@ class DEResult:
 def differential_expression(cells: np.ndarray, control: np.ndarray) -> DEResult:
     """Wilcoxon DE of `cells` against `control` (both (cells, genes) log1p expression)."""
     ref = reference_for(control)
-    lfc = log2_ratio(np.asarray(cells).mean(axis=0), ref.mean)
+    lfc = log2_fold_change(np.asarray(cells).mean(axis=0), ref.mean)
     fdr = false_discovery_control(rank_sum_pvalues(cells, ref))
     significant = np.flatnonzero(fdr.astype(np.float32) < FDR_THRESHOLD)
     order = np.argsort(-np.abs(lfc[significant]), kind="stable")

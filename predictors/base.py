@@ -29,6 +29,15 @@ def dense(x) -> np.ndarray:
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
+def by_cell_type(conditions: Iterable[Condition]) -> dict[str, list[Condition]]:
+    """Conditions grouped by cell type (first-seen order): a batched `predict_many` transforms each
+    cell type's controls once for all of its conditions."""
+    groups: dict[str, list[Condition]] = {}
+    for c in conditions:
+        groups.setdefault(c.cell_type, []).append(c)
+    return groups
+
+
 def row_chunks(conditions: list[Condition], rows: Callable[[Condition], int], limit: int) -> Iterator[list[Condition]]:
     """Consecutive runs of `conditions` whose rows (`rows(c)` each) add up to about `limit`: the
     conditions a batched `predict_many` decodes in one pass (at least one per run)."""

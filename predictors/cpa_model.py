@@ -23,7 +23,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import PREDICT_ROWS, Predictor, Task, dense, row_chunks
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
 
 PAD = "<PAD>"
 DOSE_KEY, SPLIT_KEY = "cpa_dose", "cpa_split"
@@ -159,14 +159,16 @@ class CpaPredictor(Predictor):
         module = self.model.module
         was_training = module.training
         module.eval()
+        conditions = list(conditions)
+        given = {ct: controls(ct) for ct in by_cell_type(conditions)}  # one copy per cell type
         out: dict[Condition, np.ndarray] = {}
         try:
             with torch.no_grad():
-                for chunk in row_chunks(list(conditions), lambda c: len(controls(c.cell_type)), PREDICT_ROWS):
-                    parts = [self._tensors(c, controls(c.cell_type)) for c in chunk]
+                for chunk in row_chunks(conditions, lambda c: len(given[c.cell_type]), PREDICT_ROWS):
+                    parts = [self._tensors(c, given[c.cell_type]) for c in chunk]
                     batch = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
                     px = module.get_expression(batch, n_samples=1)["px"].cpu().numpy().astype(np.float32)
-                    sizes = np.cumsum([len(controls(c.cell_type)) for c in chunk])[:-1]
+                    sizes = np.cumsum([len(given[c.cell_type]) for c in chunk])[:-1]
                     out.update(zip(chunk, np.split(px, sizes)))
         finally:
             module.train(was_training)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import PREDICT_ROWS, Predictor, Task, dense, row_chunks
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
 
 
 def bulk_signatures(bulk, drugs: list[str], control: str) -> np.ndarray:
@@ -95,9 +95,9 @@ class CVAE(Predictor):
         torch.manual_seed(self.seed)
         self._task = task
         held_out = {x.drug for x in task.test_conditions + task.val_conditions}
-        self._drugs = sorted({x.drug for x in task.training_conditions()} | held_out)
+        self._drugs = pd.Index(sorted({x.drug for x in task.training_conditions()} | held_out))
         self._signatures = torch.as_tensor(bulk_signatures(task.bulk, self._drugs, task.control))
-        self._cell_types = sorted(set(task.train.obs[CELL_TYPE].astype(str)))
+        self._cell_types = pd.Index(sorted(set(task.train.obs[CELL_TYPE].astype(str))))
         doses = task.train.obs[DOSE].astype(float).to_numpy()
         self._log_max_dose = float(np.log1p(doses.max())) or 1.0
         self.model = ConditionalVAE(task.train.n_vars, self._signatures.shape[1], len(self._cell_types), c["n_latent"],
@@ -122,12 +122,12 @@ class CVAE(Predictor):
 
     def _conditions(self, drugs: np.ndarray, cell_types: np.ndarray, doses: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Signature rows (zero for controls), cell-type one-hots and scaled log doses of cells."""
-        index = pd.Index(self._drugs).get_indexer(drugs)
+        index = self._drugs.get_indexer(drugs)
         sig = torch.zeros(len(drugs), self._signatures.shape[1])
         treated = index >= 0
         sig[torch.as_tensor(treated)] = self._signatures[torch.as_tensor(index[treated])]
         cell = torch.zeros(len(drugs), len(self._cell_types))
-        cell[torch.arange(len(drugs)), torch.as_tensor(pd.Index(self._cell_types).get_indexer(cell_types))] = 1.0
+        cell[torch.arange(len(drugs)), torch.as_tensor(self._cell_types.get_indexer(cell_types))] = 1.0
         dose = torch.as_tensor(np.log1p(np.where(treated, doses, 0.0)) / self._log_max_dose, dtype=torch.float32)[:, None]
         return sig, cell, dose
 
@@ -137,12 +137,9 @@ class CVAE(Predictor):
     def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
         """Encode each cell type's control cells once as controls, then decode their latent means
         under many conditions in one pass."""
-        by_type: dict[str, list[Condition]] = {}
-        for c in conditions:
-            by_type.setdefault(c.cell_type, []).append(c)
         out: dict[Condition, np.ndarray] = {}
         with torch.no_grad():
-            for ct, conds in by_type.items():
+            for ct, conds in by_cell_type(conditions).items():
                 x = np.asarray(controls(ct), dtype=np.float32)
                 n = len(x)
                 before = self._conditions(np.full(n, self._task.control), np.full(n, ct), np.zeros(n))

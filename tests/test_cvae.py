@@ -42,15 +42,15 @@ def test_cvae_reports_every_epoch_and_predicts_from_controls(fitted):
 def test_unseen_drug_is_its_projected_bulk_signature(fitted):
     predictor, task, _ = fitted
     unseen = task.test_conditions[0]
-    row = predictor._signatures[predictor._drugs.index(unseen.drug)]
+    row = predictor._signatures[predictor._drugs.get_loc(unseen.drug)]
     assert torch.count_nonzero(row) > 0
     controls = task.controls(unseen.cell_type)
     before = predictor.predict(unseen, controls)
-    predictor._signatures[predictor._drugs.index(unseen.drug)] = -row  # another bulk response, another prediction
+    predictor._signatures[predictor._drugs.get_loc(unseen.drug)] = -row  # another bulk response, another prediction
     try:
         assert not np.allclose(predictor.predict(unseen, controls), before, atol=1e-4)
     finally:
-        predictor._signatures[predictor._drugs.index(unseen.drug)] = row
+        predictor._signatures[predictor._drugs.get_loc(unseen.drug)] = row
 
 
 def test_bulk_signature_is_the_line_averaged_drug_minus_control_shift():

@@ -29,12 +29,11 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition, same_dose
-from predictors.base import PREDICT_ROWS, Predictor, Task, dense
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense
 from predictors.pertbert.batches import EpochPlanner, Step
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import EncoderConfig, FineTuneModel, FixedDrugs, LearnedDrugs, PatchEncoder
 from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
-
 
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -235,13 +234,10 @@ class PertBERT(Predictor):
     def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
         """Encode each cell type's controls once, then decode its conditions many at a time."""
         self.model.eval()
-        by_type: dict[str, list[Condition]] = {}
-        for c in conditions:
-            by_type.setdefault(c.cell_type, []).append(c)
         std = torch.from_numpy(self._std.astype(np.float32)).to(self.device)
         out: dict[Condition, np.ndarray] = {}
         with torch.inference_mode():
-            for ct, conds in by_type.items():
+            for ct, conds in by_cell_type(conditions).items():
                 x = np.asarray(controls(ct), dtype=np.float32)
                 z = torch.from_numpy(self._standardise(x)).to(self.device)
                 cells = self.model.encoder.embed(self._encoder_input(z))
