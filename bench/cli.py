@@ -9,7 +9,7 @@ import sys
 from bench.errors import BenchError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
-COMMANDS = ["run", "check", "leaderboard", "list", "data", "pretrain", "score"]
+COMMANDS = ["run", "check", "leaderboard", "list", "data", "pretrain", "score", "fetch", "prepare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
