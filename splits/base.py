@@ -72,6 +72,13 @@ def split_names() -> dict[str, str]:
     return {name: desc for name, (_, desc) in _SPLITS.items()}
 
 
+def benchmark_split(bench, name: str, seed: int = 0, split_column: str | None = None) -> Split:
+    """The named split of a Benchmark's single-cell set as `bench run` and `bench check` make it:
+    the roles stored in `split_column`, or a seeded hold-out of the drugs that have bulk profiles."""
+    options = {"split_column": split_column} if split_column else {"eligible": bench.hold_out_candidates()}
+    return get_split(name, bench.sc, seed=seed, control=bench.control, **options)
+
+
 def get_split(name: str, adata: ad.AnnData, seed: int = 0, control: str = CONTROL, **options) -> Split:
     """Build the named split of `adata`; an unknown name is a one-line error."""
     if name not in _SPLITS:

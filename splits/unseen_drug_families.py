@@ -58,12 +58,16 @@ def unseen_drug_families(
     control: str = CONTROL,
     test_fraction: float = 0.2,
     val_fraction: float = 0.1,
+    eligible: set[str] | None = None,
 ) -> Split:
     """Hold out seeded random whole families until they hold at least `test_fraction` of the drugs
     (test), then other families up to `val_fraction` (validation); the rest, and every control,
-    is training. No test or validation drug has a family member in training."""
+    is training. No test or validation drug has a family member in training. Only families whose
+    every drug is `eligible` (has bulk profiles, where a bulk set is given) are held out."""
     groups = drug_groups(adata, control)
     families = sorted(set(groups.values()))
+    if eligible is not None:
+        families = [f for f in families if all(d in eligible for d, g in groups.items() if g == f)]
     members = {f: [d for d, g in groups.items() if g == f] for f in families}
     wanted = {TEST: max(1, round(test_fraction * len(groups))), VAL: max(1, round(val_fraction * len(groups)))}
     held = {TEST: 0, VAL: 0}
@@ -75,6 +79,7 @@ def unseen_drug_families(
         role.update({d: r for d in members[family]})
         held[r] += len(members[family])
     if held[VAL] == 0 or len(role) == len(groups):
-        raise BenchError(f"unseen_drug_families: {len(families)} drug families are too few for test, validation and training")
+        among = "" if eligible is None else " whose drugs all have bulk profiles"
+        raise BenchError(f"unseen_drug_families: {len(families)} drug families{among} are too few for test, validation and training")
     labels = adata.obs[DRUG].astype(str).map(lambda d: role.get(d, TRAIN))
     return Split("unseen_drug_families", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control)

@@ -25,17 +25,21 @@ def unseen_drugs(
     test_fraction: float = 0.2,
     val_fraction: float = 0.1,
     split_column: str | None = None,
+    eligible: set[str] | None = None,
 ) -> Split:
     """Hold out a seeded random `test_fraction` of drugs for testing and `val_fraction` for model
-    selection; everything else (and every control) is training. With `split_column`, use the
-    roles stored in that obs column instead (train/test/ood as in CPA files)."""
+    selection; everything else (and every control) is training. Only `eligible` drugs (those with
+    bulk profiles, where a bulk set is given) are held out: the others stay in training. With
+    `split_column`, use the roles stored in that obs column instead (train/test/ood as in CPA files)."""
     if split_column is not None:
         return from_obs_column(adata, split_column, control=control)
     labels = adata.obs[DRUG].astype(str)
     names = sorted(set(labels) - {control})
-    drugs = np.array(sorted({d for name in names for d in components(name)}))
+    drugs = np.array(sorted({d for name in names for d in components(name)
+                             if eligible is None or d in eligible}))
     if len(drugs) < 3:
-        raise BenchError(f"unseen_drugs needs at least 3 treated drugs, found {len(drugs)}")
+        among = "" if eligible is None else " with bulk profiles"
+        raise BenchError(f"unseen_drugs needs at least 3 treated drugs{among} to hold out, found {len(drugs)}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(drugs)
     n_test = max(1, int(round(test_fraction * len(drugs))))

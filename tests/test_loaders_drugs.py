@@ -31,7 +31,8 @@ def test_lincs_table_gives_smiles_by_pert_id(shared_data):
 def test_case_only_differences_are_aligned(smoke):
     bulk = smoke.bulk.copy()
     bulk.obs[DRUG] = bulk.obs[DRUG].astype(str).str.lower().replace({CONTROL.lower(): CONTROL})
-    assert align_drug_names(smoke.sc, bulk) == 12
+    found = align_drug_names(smoke.sc, bulk)
+    assert len(found) == 12 and {how for _, how in found.values()} == {"letter case"}
     sc_drugs = set(smoke.sc.obs[DRUG].astype(str))
     bulk_only = set(smoke.bulk.obs[DRUG].astype(str)) - sc_drugs
     assert set(bulk.obs[DRUG].astype(str)) == sc_drugs | {d.lower() for d in bulk_only}  # only shared drugs respelled

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,6 +36,14 @@ def _variant(ctx, name: str, change: Callable) -> Path:
     bad = ctx.sc.copy()
     change(bad)
     path = ctx.folder / f"{name}.h5ad"
+    bad.write_h5ad(path)
+    return path
+
+
+def _bulk_variant(ctx, name: str, change: Callable) -> Path:
+    bad = ad.read_h5ad(ctx.folder / "bulk.h5ad")
+    change(bad)
+    path = ctx.folder / f"bulk-{name}.h5ad"
     bad.write_h5ad(path)
     return path
 
@@ -128,10 +137,11 @@ CASES: dict[str, tuple[Callable[[SimpleNamespace], list[str]], str]] = {
                                "expression holds NaN or infinite values"),
     "negative values in single-cell data": (lambda c: run(c, _variant(c, "neg", lambda a: _dense(a, lambda x: x.__setitem__((0, 0), -1.0)))),
                                             "negative expression values"),
-    "raw counts instead of log-normalised": (lambda c: run(c, _variant(c, "counts", lambda a: setattr(a, "X", sp.csr_matrix(np.round(np.expm1(a.X.toarray())))))),
-                                             "values look like raw counts"),
-    "duplicated gene symbols": (lambda c: run(c, _variant(c, "dups", lambda a: setattr(a, "var_names", [a.var_names[0], *a.var_names[1:-1], a.var_names[0]]))),
-                                "1 duplicated gene symbol(s), e.g."),
+    "raw counts with --normalize none": (lambda c: run(c, _variant(c, "counts", lambda a: setattr(a, "X", sp.csr_matrix(np.round(np.expm1(a.X.toarray()))))),
+                                                       "--normalize", "none"),
+                                         "values look like raw counts"),
+    "duplicated gene symbols in the bulk set": (lambda c: with_bulk(c, _bulk_variant(c, "dups", lambda a: setattr(a, "var_names", [a.var_names[0], *a.var_names[1:-1], a.var_names[0]]))),
+                                                "1 duplicated gene symbol(s), e.g."),
     "no shared genes between bulk and single cell": (lambda c: run(c, _variant(c, "othergenes", lambda a: setattr(a, "var_names", [f"X{i}" for i in range(a.n_vars)]))),
                                                      "no gene symbol in common with"),
     "a dose that is not a dose": (lambda c: run(c, _variant(c, "wordy", _doses(lambda d, x: "ten µM" if d == "D001" else f"{x:g} nM"))),

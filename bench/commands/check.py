@@ -11,12 +11,12 @@ import numpy as np
 from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combination_problem, combinations_among
-from bench.data.loaders import LOAD_UNS_KEY
+from bench.data.loaders import LOAD_UNS_KEY, load_notes
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG
 from predictors import registry
 from predictors.base import Task
-from splits import Split, get_split
+from splits import Split, benchmark_split
 from splits.base import TEST, TRAIN, VAL
 
 SHOWN = 8  # names listed before "..."
@@ -46,7 +46,8 @@ def dose_source(adata) -> str:
     column = info["dose_column"]
     if not column:
         return "none read (no dose column, or --dose-key none): one dose per drug, placeholder 1"
-    return f"column '{column}', plain numbers x {info['nm_per_unit']:g} nM, written units converted"
+    units = f" with each row's unit from '{info['dose_unit_column']}'" if info.get("dose_unit_column") else ""
+    return f"column '{column}'{units}, plain numbers x {info['nm_per_unit']:g} nM, written units converted"
 
 
 def single_cell_lines(bench: Benchmark) -> list[str]:
@@ -67,6 +68,7 @@ def single_cell_lines(bench: Benchmark) -> list[str]:
         lines.append(f"  {ct:<16}{int((rows & (drugs == control)).sum()):>9}{len(set(drugs[rows_treated])):>7}{n_cond:>12}  "
                      f"{_doses(obs[DOSE].to_numpy()[rows_treated])}")
     lines.append(f"  combinations: {_names(combos)}")
+    lines += [f"  expression: {note}" for note in load_notes(sc)]
     return lines
 
 
@@ -86,7 +88,12 @@ def bulk_lines(bench: Benchmark) -> list[str]:
     if info.get("non_compound_profiles_dropped"):
         lines.append(f"  {info['non_compound_profiles_dropped']} non-compound profile(s) dropped (shRNA, ORF, ligand, ...)")
     lines.append(f"  shared with single cell: {len(bench.shared_genes)} genes; {len(sc_drugs) - len(missing)} of "
-                 f"{len(sc_drugs)} drugs (without bulk profiles: {_names(missing)})")
+                 f"{len(sc_drugs)} drugs, the ones the unseen-drug splits may hold out (without bulk profiles, kept in "
+                 f"training: {_names(missing)})")
+    matches = info.get("drug_matches", {})
+    shown = [f"{d} = {b} ({how})" for d, (b, how) in sorted(matches.items()) if how != "name"]
+    if shown:
+        lines.append("  single-cell = bulk names matched: " + "; ".join(shown))
     return lines
 
 
@@ -122,8 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sc is None:
         raise BenchError("bench check needs --sc FILE (and optionally --bulk FILE): it checks your own files")
     bench = load_benchmark(args)
-    options = {"split_column": args.split_column} if args.split_column else {}
-    split = get_split("unseen_drugs", bench.sc, seed=args.split_seed, control=bench.control, **options)
+    split = benchmark_split(bench, "unseen_drugs", args.split_seed, args.split_column)
     source = f"stored in column '{args.split_column}'" if args.split_column else f"seed {args.split_seed}"
     print("\n".join(single_cell_lines(bench) + bulk_lines(bench) + split_lines(bench, split, source)
                     + skipped_lines(bench, split)))

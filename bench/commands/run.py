@@ -16,7 +16,7 @@ from bench.publish import render_markdown
 from bench.runner import RunConfig, run_benchmark
 from bench.commands.data import add_data_arguments, load_benchmark
 from predictors import registry
-from splits import get_split
+from splits import benchmark_split
 from splits.base import TEST
 
 
@@ -104,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: int, out: Path, executor) -> None:
     """One split seed of the main job: hold out drugs, record the run's provenance, run every job."""
-    options = {"split_column": args.split_column} if args.split_column else {}
-    split = get_split(args.split, bench.sc, seed=split_seed, control=bench.control, **options)
+    split = benchmark_split(bench, args.split, split_seed, args.split_column)
     held_out = [d for d in split.drugs(bench.sc.obs, TEST) if not is_combination(d)]  # combinations: see runner
     absent = bench.missing_in_bulk(held_out) if bench.bulk is not None else []
     if absent:

@@ -51,6 +51,14 @@ class Benchmark:
         measured = set(self.bulk.obs[DRUG].astype(str))
         return [d for d in drugs if d not in measured]
 
+    def hold_out_candidates(self) -> set[str] | None:
+        """The single-cell drugs a split may hold out: those with bulk profiles (a test drug must be
+        seen in bulk, as in the paper's setting); None without a bulk set (any drug)."""
+        if self.bulk is None:
+            return None
+        sc_drugs = sorted(set(self.sc.obs[DRUG].astype(str)) - {self.control})
+        return set(sc_drugs) - set(self.missing_in_bulk(sc_drugs))
+
     def describe(self) -> dict:
         sc_drugs = set(self.sc.obs[DRUG].astype(str)) - {self.control}
         out = {

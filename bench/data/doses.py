@@ -2,7 +2,8 @@
 
 A dose is a number in the column's unit (`--dose-unit`, nM unless the layout says otherwise) or a
 string with its own unit as LINCS and GEO write them (`10 µM`, `10.0 um`, `500 nM`, `1 mM`; the µ
-as U+00B5 in UTF-8 or as the Latin-1 byte 0xB5 of older files, or the Greek mu U+03BC). A
+as U+00B5 in UTF-8, as the Latin-1 byte 0xB5 of older files, as the Greek mu U+03BC, or as `<b5>`,
+R's escape of that Latin-1 byte, which GCTX files written by cmapR carry: `10 <b5>M`). A
 combination's dose lists one dose per drug (`1+1`, `0.1+1 µM`; a unit written once applies to
 every part). Parsing works on the distinct values of a column, so a million rows cost little.
 """
@@ -18,6 +19,7 @@ import pandas as pd
 NM_PER_UNIT = {"M": 1e9, "mM": 1e6, "uM": 1e3, "nM": 1.0}  # the units --dose-unit accepts
 _FACTOR = {"m": 1e9, "mm": 1e6, "um": 1e3, "nm": 1.0, "pm": 1e-3}  # written units, lower case, µ as u
 _MICRO = ("\u00c2\u00b5", "\u00b5", "\u03bc")  # UTF-8 micro sign read as Latin-1, micro sign, Greek mu
+R_MICRO = "<b5>"  # R's escape of the Latin-1 micro byte 0xB5 (cmapR-written GCTX metadata)
 MISSING = ("", "nan", "none", "na", "n/a", "-666", "-666.0")
 _PART = re.compile(r"^((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)([a-z/]*)$")
 SEP = "+"
@@ -27,13 +29,14 @@ ONE_DOSE = 1.0  # the dose of every treated row when a file gives none: a placeh
 
 
 def text(value: object) -> str:
-    """A metadata value as text: bytes are UTF-8, or Latin-1 when they are not (older files)."""
+    """A metadata value as text: bytes are UTF-8, or Latin-1 when they are not (older files); R's
+    escape `<b5>` of the Latin-1 micro sign becomes µ."""
     if isinstance(value, bytes):
         try:
-            return value.decode("utf-8")
+            value = value.decode("utf-8")
         except UnicodeDecodeError:
-            return value.decode("latin-1")
-    return str(value)
+            value = value.decode("latin-1")
+    return str(value).replace(R_MICRO, "\u00b5")
 
 
 def _unit_factor(unit: str) -> float | None:

@@ -22,6 +22,9 @@ from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG
 
 LANDMARK_FLAGS = ("1", "1.0", "Y", "y", "True", "true")
+# The landmark flag as each publisher names it: the Broad's plate files (pr_is_lmark), GEO's gene_info
+# side-cars of GSE92742/GSE70138 (pr_is_lm), cmapR's example GCTX rows (is_lm).
+LANDMARK_COLUMNS = ("pr_is_lmark", "pr_is_lm", "is_lm")
 SAMPLE_SIDE_CARS = (("inst_info", "inst_id"), ("sig_info", "sig_id"))
 COMPOUNDS = ("trt_cp", "trt_poscon")  # pert_type of compound treatments
 VEHICLES = ("ctl_vehicle", "ctl_untrt")  # pert_type prefixes of controls (also their .cns consensus)
@@ -71,7 +74,8 @@ def sample_info(raw: ad.AnnData, path: Path) -> tuple[ad.AnnData, str]:
 
 def gene_symbols(path: Path) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Gene metadata hook for GCT/GCTX: symbols (and landmark flags) from the file's rows or a
-    `*gene_info*` side-car keyed by Entrez id; keeps the 978 landmark genes when flagged."""
+    `*gene_info*` side-car keyed by Entrez id; keeps the 978 landmark genes when flagged
+    (LANDMARK_COLUMNS)."""
 
     def hook(var: pd.DataFrame) -> pd.DataFrame:
         var = var.copy()
@@ -80,11 +84,12 @@ def gene_symbols(path: Path) -> Callable[[pd.DataFrame], pd.DataFrame]:
             table = read_table(infos[0]).set_index("pr_gene_id") if "pr_gene_id" in _header(infos[0]) else None
             if table is None:
                 raise BenchError(f"{infos[0]}: no pr_gene_id column; expected an L1000 gene_info table")
-            for col in ("pr_gene_symbol", "pr_is_lmark"):
+            for col in ("pr_gene_symbol", *LANDMARK_COLUMNS):
                 if col in table and col not in var:
                     var[col] = table[col].reindex(var.index.astype(str)).to_numpy()
-        if "pr_is_lmark" in var:
-            var = var[var["pr_is_lmark"].astype(str).isin(LANDMARK_FLAGS).to_numpy()]
+        flag = next((c for c in LANDMARK_COLUMNS if c in var), None)
+        if flag is not None:
+            var = var[var[flag].astype(str).isin(LANDMARK_FLAGS).to_numpy()]
         if "pr_gene_symbol" in var and var["pr_gene_symbol"].isna().any():
             raise BenchError(f"{path}: {int(var['pr_gene_symbol'].isna().sum())} gene id(s) without a symbol in gene_info")
         return var

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 from anndata.io import read_elem
 
 from bench.data.combinations import DOSE_PARTS, treated_conditions
-from bench.data.doses import NM_PER_UNIT, parse_doses
+from bench.data.counts import NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts, merge_duplicate_genes
+from bench.data.doses import NM_PER_UNIT, parse_doses, written_with_unit
 from bench.data.l1000 import read_l1000, written_doses, zero_controls
 from bench.data.validate import (check_controls, check_expression, check_genes, checks_reported_here, require_columns,
                                  unreadable)
@@ -28,7 +29,9 @@ from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 # Column names tried, in order, when no explicit option is given.
 DRUG_COLUMNS = ("drug", "condition", "pert_iname", "perturbation")
 CELL_COLUMNS = ("cell_type", "cell_line", "cell_id")
-DOSE_COLUMNS = ("dose", "pert_dose", "dose_val")
+DOSE_COLUMNS = ("dose", "pert_dose", "dose_val", "dose_value")
+# A dose column's unit column, where the layout keeps the unit apart (scPerturb: dose_value in dose_unit).
+UNIT_COLUMNS = {"dose_value": "dose_unit", "dose": "dose_unit", "pert_dose": "pert_dose_unit"}
 CONTROL_NAMES = ("control", "DMSO", "dmso", "vehicle", "Vehicle")
 DE_KEYS = ("rank_genes_groups_cov", "all_DEGs")
 # nM per plain number of a dose column: CPA's sci-Plex3 dose_val is the dose in nM / 10,000, L1000's pert_dose is µM.
@@ -104,11 +107,16 @@ def _dose_column(obs: pd.DataFrame, given: str | None, source: str) -> str | Non
 
 def _doses(obs: pd.DataFrame, drug: np.ndarray, treated: np.ndarray, column: str | None, keys: ObsKeys,
            source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Drug label, dose (nM) and doses per drug of the treated rows, and nM per plain number."""
+    """Drug label, dose (nM) and doses per drug of the treated rows, and nM per plain number. A unit
+    column beside the dose column (UNIT_COLUMNS) gives each row's unit unless --dose-unit is set."""
     nm_per_unit = NM_PER_UNIT[keys.dose_unit] if keys.dose_unit else COLUMN_NM_PER_UNIT.get(column, 1.0)
     codes, table = np.full(int(treated.sum()), -1), np.array([()], dtype=object)
     if column is not None:
-        codes, table, bad = parse_doses(obs.loc[treated, column], nm_per_unit)
+        written = obs.loc[treated, column].astype(object)
+        unit = UNIT_COLUMNS.get(column)
+        if keys.dose_unit is None and unit in obs.columns:
+            written = written_with_unit(written, obs.loc[treated, unit].astype(object))
+        codes, table, bad = parse_doses(written, nm_per_unit)
         if bad:
             shown = ", ".join(repr(b) for b in bad[:3]) + (", ..." if len(bad) > 3 else "")
             raise BenchError(f"{source}: dose column '{column}' holds {shown}: expected a number (in --dose-unit, "
@@ -119,10 +127,11 @@ def _doses(obs: pd.DataFrame, drug: np.ndarray, treated: np.ndarray, column: str
     return label, total, parts, nm_per_unit
 
 
-def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, notes: dict | None = None) -> ad.AnnData:
-    """Copy of `adata` with canonical drug / cell_type / dose columns (float32 X, string genes);
-    uns['bench_load'] records the dose column, nM per plain number and any `notes` of the reader."""
-    obs = adata.obs.copy()
+def canonical_obs(obs: pd.DataFrame, keys: ObsKeys, source: str) -> tuple[pd.DataFrame, dict]:
+    """A copy of `obs` with canonical drug / cell_type / dose (nM) columns added, and how they were
+    read (dose column, nM per plain number, the unit column) for uns['bench_load']. Works on obs
+    alone, so a large file's metadata can be mapped before any of its matrix is read."""
+    obs = obs.copy()
     drug_col = _pick(obs, keys.drug, DRUG_COLUMNS, "--drug-key", source)
     cell_col = _pick(obs, keys.cell_type, CELL_COLUMNS, "--cell-type-key", source)
     dose_col = _dose_column(obs, keys.dose, source)
@@ -144,13 +153,23 @@ def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, notes: dict | None 
     if (parts != "").any():
         obs[DOSE_PARTS] = ""
         obs.iloc[rows, obs.columns.get_loc(DOSE_PARTS)] = parts[real]
+    unit_col = UNIT_COLUMNS.get(dose_col or "", "") if keys.dose_unit is None else ""
+    info = {"dose_column": dose_col or "", "nm_per_unit": nm_per_unit,
+            "dose_unit_column": unit_col if unit_col in obs.columns else ""}
+    return obs, info
+
+
+def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, notes: dict | None = None) -> ad.AnnData:
+    """Copy of `adata` with canonical drug / cell_type / dose columns (float32 X, string genes);
+    uns['bench_load'] records the dose column, nM per plain number and any `notes` of the reader."""
+    obs, info = canonical_obs(adata.obs, keys, source)
     x = adata.X
     x = x.astype(np.float32, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
     out = ad.AnnData(x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
     if not out.obs_names.is_unique:
         out.obs_names_make_unique()
     out.uns.update({k: v for k, v in adata.uns.items() if k in DE_KEYS})
-    out.uns[LOAD_UNS_KEY] = {**(notes or {}), "dose_column": dose_col or "", "nm_per_unit": nm_per_unit}
+    out.uns[LOAD_UNS_KEY] = {**(notes or {}), **info}
     return out
 
 
@@ -177,11 +196,48 @@ def de_lists_from_uns(adata: ad.AnnData) -> dict[str, list[str]] | None:
     return {k: v for k, (_, v) in best.items()}
 
 
-def load_single_cell(path: str | Path, keys: ObsKeys = ObsKeys()) -> ad.AnnData:
-    """A single-cell h5ad (CPA/chemCPA sci-Plex3 layout, or any with explicit column options)."""
+def resolve_expression(adata: ad.AnnData, normalize: str = "auto") -> ad.AnnData:
+    """Duplicated gene symbols merged (counts summed; of normalised values the most expressed
+    column kept) and raw counts log-normalised (`normalize` 'auto'; 'none' leaves them for
+    check_expression to refuse); what was done is added to uns['bench_load']."""
+    if normalize not in NORMALIZE_CHOICES:
+        raise BenchError(f"--normalize {normalize}: expected one of {', '.join(NORMALIZE_CHOICES)}")
+    info = dict(adata.uns.get(LOAD_UNS_KEY, {}))
+    counts = looks_like_counts(adata.X)
+    dup = duplicated_symbols(adata.var_names)
+    if dup:
+        x, names = merge_duplicate_genes(adata.X, adata.var_names, counts)
+        adata = ad.AnnData(x, obs=adata.obs, var=pd.DataFrame(index=names), uns=adata.uns)
+        info.update(duplicated_symbols=len(dup), duplicated_examples=[str(d) for d in dup[:3]],
+                    duplicates_resolved="counts summed" if counts else "most expressed column kept")
+    info["raw_counts"] = bool(counts)
+    if counts and normalize == "auto":
+        adata.X = log_normalise(adata.X)
+        info["normalized"] = f"per cell to {TARGET_SUM:,.0f} counts, then log1p"
+    adata.uns[LOAD_UNS_KEY] = info
+    return adata
+
+
+def load_notes(adata: ad.AnnData) -> list[str]:
+    """What reading a file changed, in words (for `bench check` and the run's log)."""
+    info = adata.uns.get(LOAD_UNS_KEY, {})
+    lines = []
+    if info.get("duplicated_symbols"):
+        lines.append(f"{info['duplicated_symbols']} gene symbol(s) listed more than once (e.g. "
+                     f"{', '.join(info['duplicated_examples'])}): {info['duplicates_resolved']}")
+    if info.get("normalized"):
+        lines.append(f"raw integer counts detected: normalised {info['normalized']} (as scanpy's normalize_total "
+                     "with target_sum=1e4 and log1p; --normalize none refuses raw counts instead)")
+    return lines
+
+
+def load_single_cell(path: str | Path, keys: ObsKeys = ObsKeys(), normalize: str = "auto") -> ad.AnnData:
+    """A single-cell h5ad: sci-Plex3 as scPerturb publishes it (raw counts, dose_value/dose_unit,
+    cell_line, duplicated symbols) or as CPA/chemCPA prepare it, or any with explicit column options."""
     source = str(path)
     with checks_reported_here():
         adata = canonical(read_h5ad_checked(path), keys, source)
+        adata = resolve_expression(adata, normalize)
     check_genes(adata, source)
     check_expression(adata, source, log_normalised=True)
     check_controls(adata, source, keys.control)

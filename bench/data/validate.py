@@ -10,13 +10,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from bench.data.counts import duplicated_symbols, looks_like_counts, stored_values
 from bench.errors import BenchError, closest
 from bench.schema import CELL_TYPE, DRUG
 
-RAW_COUNT_MAX = 50.0  # log-normalised expression stays far below this; raw counts rarely do
-SAMPLE = 1_000_000  # values inspected for the integer (raw count) check
 # anndata's warnings about what these checks report themselves (duplicated names) or fix (str index)
 CHECKED_HERE = (r"(Variable|Observation) names are not unique", r"Transforming to str index")
 
@@ -49,29 +47,23 @@ def require_columns(obs: pd.DataFrame, columns: dict[str, str], source: str) -> 
             raise BenchError(f"{source}: obs has no column '{column}' ({option}){closest(column, obs.columns)}")
 
 
-def _values(x) -> np.ndarray:
-    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    return np.asarray(data)
-
-
 def check_expression(adata: ad.AnnData, source: str, log_normalised: bool) -> None:
     """Finite values; for single-cell data also non-negative and not raw counts."""
-    values = _values(adata.X)
+    values = stored_values(adata.X)
     if not np.isfinite(values.sum(dtype=np.float64)):  # NaN and inf propagate; no per-value mask in memory
         raise BenchError(f"{source}: expression holds NaN or infinite values")
     if not log_normalised or values.size == 0:
         return
     if values.min() < 0:
         raise BenchError(f"{source}: negative expression values (min {values.min():.3g}); expected log-normalised data (log1p of normalised counts)")
-    sample = values[:SAMPLE]
-    if values.max() > RAW_COUNT_MAX and np.all(sample == np.round(sample)):
-        raise BenchError(f"{source}: values look like raw counts (all integers, max {values.max():.0f}); log-normalise first (normalise per cell, then log1p)")
+    if looks_like_counts(adata.X):
+        raise BenchError(f"{source}: values look like raw counts (all integers, max {values.max():.0f}) and --normalize none "
+                         "was given; drop it to normalise them (per cell to 10,000, then log1p), or log-normalise first")
 
 
 def check_genes(adata: ad.AnnData, source: str) -> None:
-    names = pd.Index(adata.var_names)
-    dup = names[names.duplicated()].unique()
-    if len(dup):
+    dup = duplicated_symbols(adata.var_names)
+    if dup:
         raise BenchError(f"{source}: {len(dup)} duplicated gene symbol(s), e.g. {', '.join(map(str, dup[:3]))}; make them unique or aggregate them")
 
 

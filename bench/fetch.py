@@ -1,0 +1,532 @@
+"""The public data sets `bench fetch` knows by name, and a verified, resumable HTTP downloader.
+
+A source is a short list of files: URL, final file name, expected checksum where one is published,
+and whether the file is served gzipped. Bytes stream into `NAME.part`; a dropped connection is
+resumed with an HTTP Range request (within the call, and again on the next call); the complete
+download is checked against the published checksum, or, where none exists, its sha256 is recorded in
+`bench-fetch.json` beside the files on the first download and checked on every later call. Only a
+complete, verified file is renamed (os.replace) to its final name, so that name never holds a
+partial or wrong file. HTTP uses the standard library only (urllib.request).
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from bench.errors import BenchError, closest
+
+MANIFEST = "bench-fetch.json"
+CHUNK = 1 << 20
+TIMEOUT = 60.0  # seconds allowed for connecting and for each read
+RETRIES = 4  # reconnections (with Range) after a dropped connection, within one call
+RETRY_WAIT = 2.0  # seconds before the first reconnection, doubled for each next one
+USER_AGENT = "bench-fetch/0.1 (python urllib)"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+ALGORITHMS = ("sha256", "sha512", "md5")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a source: its URL, its final name on disk, and how it is checked.
+
+    `checksum` is "algorithm:hex" of the bytes as served (for a gzipped file: of the .gz); `size`
+    and `unpacked_size` are approximate byte counts, used only for `--list` and the disk-space check.
+    """
+
+    url: str
+    name: str
+    checksum: str | None = None
+    gunzip: bool = False
+    size: int | None = None
+    unpacked_size: int | None = None
+
+    @property
+    def served_name(self) -> str:
+        """The name of the file as served (the final name plus .gz for a gzipped file)."""
+        return self.name + ".gz" if self.gunzip else self.name
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named data set: its files, where it comes from, how it is checked, its licence.
+
+    `checksums` is a published list of sha512 sums (GNU `sha512sum` format, as GEO serves them),
+    fetched before the data files; files with no checksum of their own are checked against it.
+    """
+
+    name: str
+    description: str
+    files: tuple[RemoteFile, ...]
+    origin: str
+    checksum_note: str
+    licence: str
+    checksums: RemoteFile | None = None
+
+
+_ZENODO = "https://zenodo.org/records/13350497/files/"
+_GSE92742 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE92nnn/GSE92742/suppl/"
+_GSE70138 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/"
+# chemCPA pinned to a commit of its main branch (2025-01-31), so the sha256 of each table holds.
+_CHEMCPA = "https://raw.githubusercontent.com/theislab/chemCPA/43e830eb0958c54e4aa64442c17ec0fed19b3f15/embeddings/"
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source(
+        "sciplex3", "sci-Plex3 single-cell screen (3 cell lines, 188 drugs, 4 doses), scPerturb v1.4 h5ad",
+        (RemoteFile(_ZENODO + "SrivatsanTrapnell2020_sciplex3.h5ad?download=1", "SrivatsanTrapnell2020_sciplex3.h5ad",
+                    checksum="md5:c9e70629505d98c7ca1a837f62b14e89", size=2_526_631_614),),
+        origin="Zenodo record 13350497 (scPerturb v1.4)",
+        checksum_note="md5 published in the Zenodo record",
+        licence="CC BY 4.0; cite Srivatsan et al. 2020 (Science) and Peidli et al. 2024 (scPerturb, Nat. Methods)",
+    ),
+    Source(
+        "lincs-gse92742-level5", "LINCS L1000 phase I Level 5 signatures (473,647 x 12,328) with sig/gene/pert info",
+        (RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_sig_info.txt.gz", "GSE92742_Broad_LINCS_sig_info.txt",
+                    gunzip=True, size=10_600_000),
+         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_gene_info.txt.gz", "GSE92742_Broad_LINCS_gene_info.txt",
+                    gunzip=True, size=212_000),
+         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_pert_info.txt.gz", "GSE92742_Broad_LINCS_pert_info.txt",
+                    gunzip=True, size=1_100_000),
+         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx.gz",
+                    "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx",
+                    gunzip=True, size=21_328_033_748, unpacked_size=23_380_287_022)),
+        origin="NCBI GEO GSE92742 supplementary files",
+        checksum_note="sha512 from GSE92742_SHA512SUMS.txt.gz",
+        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
+        checksums=RemoteFile(_GSE92742 + "GSE92742_SHA512SUMS.txt.gz", "GSE92742_SHA512SUMS.txt", gunzip=True, size=1_400),
+    ),
+    Source(
+        "lincs-gse70138-level5", "LINCS L1000 phase II Level 5 signatures (118,050 x 12,328) with sig/gene/pert info",
+        (RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz",
+                    "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt", gunzip=True, size=1_943_865),
+         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt.gz",
+                    "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt", gunzip=True, size=216_692),
+         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt.gz",
+                    "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt", gunzip=True, size=82_376),
+         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz",
+                    "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx",
+                    gunzip=True, size=5_365_179_698, unpacked_size=5_824_120_558)),
+        origin="NCBI GEO GSE70138 supplementary files",
+        checksum_note="sha512 from GSE70138_SHA512SUMS.txt.gz",
+        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
+        checksums=RemoteFile(_GSE70138 + "GSE70138_SHA512SUMS.txt.gz", "GSE70138_SHA512SUMS.txt", gunzip=True, size=1_071),
+    ),
+    Source(
+        "drug-smiles", "chemCPA's drug tables: sci-Plex3 drug names and LINCS pert_ids with SMILES",
+        (RemoteFile(_CHEMCPA + "trapnell_drugs_smiles.csv", "trapnell_drugs_smiles.csv", size=14_213,
+                    checksum="sha256:3fe1296157f35d19baf9c3cd80df08a4894a9d3fc6d8695cd0da868d41c26dcc"),
+         RemoteFile(_CHEMCPA + "lincs_drugs_smiles.csv", "lincs_drugs_smiles.csv", size=1_451_659,
+                    checksum="sha256:d9e719bc811b8b9ad3882140c3b422b3e65f4fbc16e7302cc96c90a213978cb2")),
+        origin="github.com/theislab/chemCPA, commit 43e830e",
+        checksum_note="sha256 of the files at the pinned commit",
+        licence="MIT (chemCPA); cite Hetzel et al. 2022 (chemCPA, NeurIPS)",
+    ),
+)}
+
+
+def default_root() -> Path:
+    """Where fetched data goes without --dest: $BENCH_DATA, else $XDG_CACHE_HOME/bench or ~/.cache/bench."""
+    if os.environ.get("BENCH_DATA"):
+        return Path(os.environ["BENCH_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "bench"
+
+
+def get_source(name: str) -> Source:
+    """The registered source called `name`, or a one-line error naming the closest one."""
+    if name not in SOURCES:
+        raise BenchError(f"unknown source '{name}'{closest(name, SOURCES)}; `bench fetch --list` shows them")
+    return SOURCES[name]
+
+
+def human_size(n: int | None) -> str:
+    """A byte count for people (1.2 GiB); '?' when unknown."""
+    if n is None:
+        return "?"
+    size, units = float(n), ["B", "KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{n} B" if units[0] == "B" else f"{size:.1f} {units[0]}"
+
+
+def fetch_source(source: Source, root: Path | None = None, *, only: str | None = None, url: str | None = None,
+                 checksum: str | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Download (or confirm) the files of `source` into ROOT/NAME and return their final paths.
+
+    `only` restricts the call to one file (final or served name); `url` replaces that file's location
+    (plain http is then accepted, as the user typed it); `checksum` ("algorithm:hex") replaces its
+    expected checksum. Files already present and matching the manifest cost no HTTP request.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr))
+    files = _select(source, only, url, checksum)
+    folder = (root or default_root()) / source.name
+    _make_writable(folder)
+    manifest = Manifest(folder / MANIFEST, source.name)
+    published: dict[str, str] = {}
+    if source.checksums is not None and any(f.checksum is None for f in files) and checksum is None:
+        sums = _fetch_file(source.checksums, folder, manifest, None, typed=False, log=log)
+        published = _read_sums(sums)
+    paths = []
+    for remote in files:
+        expected = checksum or remote.checksum or published.get(remote.served_name)
+        paths.append(_fetch_file(remote, folder, manifest, expected, typed=url is not None, log=log))
+    return paths
+
+
+def _select(source: Source, only: str | None, url: str | None, checksum: str | None) -> list[RemoteFile]:
+    """The files this call fetches: all, or the one `only` names, with --url/--sha256 applied to it."""
+    files = list(source.files)
+    if only is not None:
+        files = [f for f in files if only in (f.name, f.served_name)]
+        if not files:
+            names = [f.name for f in source.files]
+            raise BenchError(f"{source.name} has no file '{only}'{closest(only, names)}; its files: {', '.join(names)}")
+    if (url is not None or checksum is not None) and len(files) > 1:
+        option = "--url" if url is not None else "--sha256"
+        raise BenchError(f"{source.name} has {len(files)} files: {option} needs --file NAME to say which one it is for")
+    if url is not None:
+        files = [RemoteFile(url, f.name, f.checksum, f.gunzip, f.size, f.unpacked_size) for f in files]
+    return files
+
+
+def _make_writable(folder: Path) -> None:
+    """Create `folder`, or say in one line why files cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"destination {folder} is not writable: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BenchError(f"destination {folder} is not writable: permission denied")
+
+
+class Manifest:
+    """bench-fetch.json beside the files: url, bytes, sha256 and date of each verified final file."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        self.data: dict = {"source": source, "files": {}}
+        if path.exists():
+            try:
+                self.data = json.loads(path.read_text())
+                self.data["files"] = dict(self.data.get("files", {}))
+            except (ValueError, AttributeError, OSError) as exc:
+                raise BenchError(f"cannot read {path} ({exc}); delete it to check the files again") from None
+
+    def get(self, name: str) -> dict | None:
+        """The entry of final file `name`, or None."""
+        return self.data["files"].get(name)
+
+    def put(self, name: str, entry: dict) -> None:
+        """Record `entry` for `name` and write the manifest atomically."""
+        self.data["files"][name] = entry
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+
+def _fetch_file(remote: RemoteFile, folder: Path, manifest: Manifest, expected: str | None, *,
+                typed: bool, log: Callable[[str], None]) -> Path:
+    """Make FOLDER/NAME a complete, verified copy of `remote`; no HTTP request when it already is."""
+    final = folder / remote.name
+    if final.exists():
+        _confirm(final, remote, manifest, expected, log)
+        return final
+    algo = expected.split(":")[0] if expected else "sha256"
+    part = folder / (remote.served_name + ".part")
+    size, digests = _download(remote.url, part, sorted({"sha256", algo}), typed=typed,
+                              extra=remote.unpacked_size or 0, log=log)
+    got = f"{algo}:{digests[algo]}"
+    if expected and got != expected:
+        part.unlink(missing_ok=True)
+        raise BenchError(f"checksum mismatch for {remote.served_name}: expected {expected}, got {got} "
+                         f"(from {remote.url}); the download was removed")
+    log(f"{remote.served_name}: verified {expected}" if expected else
+        f"{remote.served_name}: no published checksum; recording sha256 {digests['sha256']} in {MANIFEST}")
+    entry = {"url": remote.url, "checksum": expected, "date": _now()}
+    if remote.gunzip:
+        entry.update(download_bytes=size, download_sha256=digests["sha256"])
+        size, sha256 = _gunzip(part, final, remote.unpacked_size, log)
+        part.unlink()
+    else:
+        sha256 = digests["sha256"]
+        os.replace(part, final)
+    entry.update(bytes=size, sha256=sha256)
+    manifest.put(remote.name, entry)
+    return final
+
+
+def _confirm(final: Path, remote: RemoteFile, manifest: Manifest, expected: str | None,
+             log: Callable[[str], None]) -> None:
+    """Check a final file already present against its manifest entry (and the expected checksum)."""
+    entry = manifest.get(remote.name)
+    size = final.stat().st_size
+    sha256 = _hash_file(final, ["sha256"], f"checking {remote.name}")["sha256"]
+    if entry is None:
+        # A file placed here by hand: checkable only when a checksum of the same bytes is known.
+        if expected and not remote.gunzip:
+            algo = expected.split(":")[0]
+            got = sha256 if algo == "sha256" else _hash_file(final, [algo], f"checking {remote.name}")[algo]
+            if f"{algo}:{got}" != expected:
+                raise BenchError(f"checksum mismatch for {final}: expected {expected}, got {algo}:{got}; "
+                                 "remove it to download it again")
+        log(f"{remote.name}: found without a manifest entry; recording sha256 {sha256} in {MANIFEST}")
+        manifest.put(remote.name, {"url": remote.url, "checksum": expected if not remote.gunzip else None,
+                                   "date": _now(), "bytes": size, "sha256": sha256})
+        return
+    if sha256 != entry.get("sha256") or size != entry.get("bytes"):
+        raise BenchError(f"{final} does not match {MANIFEST}: expected sha256:{entry.get('sha256')}, "
+                         f"got sha256:{sha256}; remove it to download it again")
+    served = entry.get("download_sha256") if remote.gunzip else entry.get("sha256")
+    recorded = [c for c in (entry.get("checksum"), served and f"sha256:{served}") if c]
+    clash = [c for c in recorded if expected and c.split(":")[0] == expected.split(":")[0] and c != expected]
+    if clash:
+        raise BenchError(f"checksum mismatch for {final}: expected {expected}, got {clash[0]} when it was "
+                         "downloaded; remove it to download it again")
+    log(f"{remote.name}: up to date")
+
+
+def _download(url: str, part: Path, algos: list[str], *, typed: bool, extra: int,
+              log: Callable[[str], None]) -> tuple[int, dict[str, str]]:
+    """Stream `url` into `part`, resuming from its current size; return (bytes, {algo: hex}).
+
+    A dropped connection is retried RETRIES times with `Range: bytes=N-`; a server answering 200 to
+    a Range request is restarted from byte 0. When the retries run out the .part stays for the next
+    call. `extra` is further disk space the file will need afterwards (its unpacked copy).
+    """
+    _check_scheme(url, typed)
+    have = part.stat().st_size if part.exists() else 0
+    hashes = _hash_file(part, algos, f"checking partial {part.name}", objects=True) if have else _hashers(algos)
+    if have:
+        log(f"{part.name}: resuming after {have} bytes")
+    attempt = 0
+    bar = None
+    try:
+        while True:
+            try:
+                response = _open(url, have, typed)
+            except _Unsatisfiable as exc:
+                if exc.total == have:  # the .part already holds the whole file
+                    break
+                log(f"{part.name}: larger than the file on the server ({_of(exc.total)} bytes); starting again")
+                part.unlink()
+                have, hashes = 0, _hashers(algos)
+                continue
+            with response:
+                start, total = _span(response, have, url)
+                if start == 0 and have:
+                    log(f"{part.name}: the server ignored the Range request; starting again from byte 0")
+                    have, hashes = 0, _hashers(algos)
+                if bar is None:
+                    _check_space(part, None if total is None else total - have + extra, total)
+                    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                               desc=part.name.removesuffix(".part"), file=sys.stderr, leave=False)
+                else:
+                    bar.reset(total=total)
+                    bar.update(have)
+                have, problem = _receive(response, part, have, total, hashes, bar)
+            if problem is None:
+                break
+            attempt += 1
+            if attempt > RETRIES:
+                raise BenchError(f"download of {url} interrupted after {have} of {_of(total)} bytes ({problem}); "
+                                 f"run the same command again to resume from {part}")
+            wait = RETRY_WAIT * 2 ** (attempt - 1)
+            log(f"{part.name}: {problem} after {have} of {_of(total)} bytes; resuming in {wait:g} s "
+                f"({attempt}/{RETRIES})")
+            time.sleep(wait)
+    finally:
+        if bar is not None:
+            bar.close()
+    return have, {a: h.hexdigest() for a, h in hashes.items()}
+
+
+def _check_scheme(url: str, typed: bool) -> None:
+    """HTTPS only, except plain http typed with --url or to this machine's loopback address."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and (typed or parts.hostname in LOOPBACK)):
+        return
+    if parts.scheme == "http":
+        raise BenchError(f"refusing plain http for {url}: documented sources use https "
+                         "(pass the URL with --url to use it anyway)")
+    raise BenchError(f"cannot fetch {url}: only http(s) URLs are supported")
+
+
+class _Unsatisfiable(Exception):
+    """HTTP 416 to a request from byte N: the server's file has `total` bytes (None if unsaid)."""
+
+    def __init__(self, total: int | None) -> None:
+        super().__init__(total)
+        self.total = total
+
+
+def _open(url: str, have: int, typed: bool) -> http.client.HTTPResponse:
+    """GET `url` from byte `have` (a Range request when `have` > 0); errors as one line."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and have:
+            raise _Unsatisfiable(_total_of(exc.headers.get("Content-Range"))) from None
+        raise BenchError(f"HTTP {exc.code} {exc.reason} for {url}") from None
+    except urllib.error.URLError as exc:
+        reason = getattr(exc.reason, "strerror", None) or exc.reason
+        raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {reason} ({url})") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {exc or type(exc).__name__} ({url})") from None
+    if response.geturl() != url:
+        _check_scheme(response.geturl(), typed)  # a redirect must not fall back to plain http
+    return response
+
+
+def _span(response: http.client.HTTPResponse, have: int, url: str) -> tuple[int, int | None]:
+    """(first byte, total bytes or None) of a 200 or 206 response to a request from byte `have`."""
+    length = response.headers.get("Content-Length")
+    if response.status != 206:
+        return 0, int(length) if length and length.isdigit() else None
+    content_range = response.headers.get("Content-Range", "")
+    first = content_range.removeprefix("bytes ").split("-")[0]
+    if first != str(have):
+        raise BenchError(f"{url} answered '{content_range}' to a request from byte {have}")
+    total = _total_of(content_range)
+    return have, total if total is not None else (have + int(length) if length and length.isdigit() else None)
+
+
+def _total_of(content_range: str | None) -> int | None:
+    """The total size in a Content-Range header ('bytes 0-9/10' or 'bytes */10'), or None."""
+    total = (content_range or "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
+
+
+def _receive(response: http.client.HTTPResponse, part: Path, have: int, total: int | None,
+             hashes: dict, bar: tqdm) -> tuple[int, str | None]:
+    """Append the body to `part` (truncated to `have` bytes first); (bytes now held, problem or None)."""
+    with open(part, "r+b" if part.exists() else "wb", buffering=0) as out:
+        out.truncate(have)
+        out.seek(have)
+        while total is None or have < total:
+            try:
+                chunk = response.read(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:  # reset, timeout, broken chunking
+                return have, f"connection lost ({exc or type(exc).__name__})"
+            if not chunk:
+                return (have, None) if total is None else (have, "connection closed early")
+            try:
+                _write_chunk(out, chunk)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    needed = "unknown" if total is None else str(total - have)
+                    raise BenchError(f"disk full writing {part}: {needed} more bytes needed, "
+                                     f"{shutil.disk_usage(part.parent).free} free") from None
+                raise BenchError(f"cannot write {part}: {exc.strerror or exc}") from None
+            for h in hashes.values():
+                h.update(chunk)
+            have += len(chunk)
+            bar.update(len(chunk))
+    return have, None
+
+
+def _write_chunk(out, chunk: bytes) -> None:
+    """Write all of `chunk` to the unbuffered file `out` (raw writes may be partial)."""
+    view = memoryview(chunk)
+    while view:
+        view = view[out.write(view):]
+
+
+def _check_space(part: Path, needed: int | None, total: int | None) -> None:
+    """Fail before downloading when the disk cannot hold what is left of the file (and its unpacked copy)."""
+    free = shutil.disk_usage(part.parent).free
+    if needed is not None and needed > free:
+        raise BenchError(f"not enough disk space for {part.name.removesuffix('.part')} ({_of(total)} bytes): "
+                         f"{needed} more bytes needed, {free} free in {part.parent}")
+
+
+def _gunzip(part: Path, final: Path, unpacked_size: int | None, log: Callable[[str], None]) -> tuple[int, str]:
+    """Stream the gzip file `part` into FINAL.part, rename it to `final`; (bytes, sha256) of the result."""
+    out_path = final.with_name(final.name + ".part")
+    digest, written = hashlib.sha256(), 0
+    log(f"{final.name}: unpacking {part.name.removesuffix('.part')}")
+    try:
+        with open(part, "rb") as raw, gzip.GzipFile(fileobj=raw) as unpacked, open(out_path, "wb", buffering=0) as out, \
+                tqdm(total=part.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=f"unpacking {final.name}", file=sys.stderr, leave=False) as bar:
+            while chunk := unpacked.read(CHUNK):
+                _write_chunk(out, chunk)
+                digest.update(chunk)
+                written += len(chunk)
+                bar.update(raw.tell() - bar.n)
+    except OSError as exc:
+        out_path.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            needed = f"about {unpacked_size - written}" if unpacked_size else f"more than the {written} written,"
+            raise BenchError(f"disk full unpacking {final}: {needed} more bytes needed, "
+                             f"{shutil.disk_usage(final.parent).free} free") from None
+        if isinstance(exc, gzip.BadGzipFile):
+            part.unlink()
+            raise BenchError(f"{part.name.removesuffix('.part')} is not a gzip file ({exc}); the download was removed") from None
+        raise BenchError(f"cannot unpack {part}: {exc.strerror or exc}") from None
+    except (EOFError, zlib.error) as exc:
+        out_path.unlink(missing_ok=True)
+        part.unlink()
+        raise BenchError(f"{part.name.removesuffix('.part')} is a damaged gzip file ({exc}); the download was removed") from None
+    os.replace(out_path, final)
+    return written, digest.hexdigest()
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    """{file name: "sha512:hex"} from a GNU sha512sum list ('HEX  NAME' or 'HEX *NAME' lines)."""
+    sums = {}
+    for line in path.read_text(errors="replace").splitlines():
+        digest, _, name = line.strip().partition(" ")
+        name = os.path.basename(name.strip().lstrip("*"))
+        if len(digest) == 128 and name:
+            sums[name] = "sha512:" + digest.lower()
+    if not sums:
+        raise BenchError(f"{path} holds no sha512 checksums; remove it to download it again")
+    return sums
+
+
+def _hashers(algos: list[str]) -> dict:
+    """Fresh hash objects for `algos`."""
+    return {a: hashlib.new(a, usedforsecurity=False) if a == "md5" else hashlib.new(a) for a in algos}
+
+
+def _hash_file(path: Path, algos: list[str], desc: str, objects: bool = False) -> dict:
+    """Hash the file at `path` (with a progress bar); hex digests, or the hash objects to go on with."""
+    hashes = _hashers(algos)
+    with open(path, "rb") as fh, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                                     desc=desc, file=sys.stderr, leave=False) as bar:
+        while chunk := fh.read(CHUNK):
+            for h in hashes.values():
+                h.update(chunk)
+            bar.update(len(chunk))
+    return hashes if objects else {a: h.hexdigest() for a, h in hashes.items()}
+
+
+def _of(total: int | None) -> str:
+    """A total byte count for messages ('?' when the server did not say)."""
+    return "?" if total is None else str(total)
+
+
+def _now() -> str:
+    """The current UTC time, to the second, for the manifest."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,111 @@
+"""Test files in the layouts their publishers write, built from the publishers' documented columns,
+types and quirks (never through bench's own writer):
+
+- scPerturb's sci-Plex3 (`SrivatsanTrapnell2020_sciplex3.h5ad`): raw integer UMI counts in X (CSR),
+  categorical obs `perturbation` (vehicle `control`; vendor names with aliases and salts),
+  `dose_value` (float, 0 for the vehicle) with `dose_unit` (`nM`), `cell_line`, `celltype`,
+  `perturbation_type`, `ncounts`, `ngenes`, `nperts`; var indexed by gene symbol with duplicates
+  beside an `ensembl_id` column.
+- cmapR's Level 5 example GCTX (`modzs_n25x50.gctx`): float64 matrix stored samples x genes,
+  fixed-length byte strings, int32 flags, probe-id rows with `pr_gene_id` (Entrez, int32),
+  `pr_gene_symbol` and `is_lm`, signature columns with `pert_idose` written `10 <b5>M` (R's escape
+  of the Latin-1 micro byte), `distil_*` fields, no vehicle signatures.
+- GEO's GSE92742 side-car `gene_info`: `pr_gene_id, pr_gene_symbol, pr_gene_title, pr_is_lm,
+  pr_is_bing` with 0/1 flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+# Plate drugs (tests/../shared/data/l1000, lower case there) as a vendor catalogue spells them.
+PLATE_DRUGS = ["Crizotinib (PF-02341066)", "Dasatinib", "Trametinib (GSK1120212)", "Ruxolitinib (INCB018424)",
+               "Tozasertib (VX-680, MK-0457)", "Nilotinib (AMN-107)", "Pelitinib (EKB-569)", "Roscovitine (Seliciclib,CYC202)",
+               "Barasertib (AZD1152-HQPA)", "Enzastaurin (LY317615)", "TGX-221"]
+ALIAS_ONLY = ["Momelotinib (CYT387)", "Fedratinib (SAR302503, TG101348)"]  # the plate says CYT387, TG-101348
+NOT_ON_PLATE = ["Andarine", "Avagacestat", "Glesatinib?(MGCD265)", "Flavopiridol HCl", "Quisinostat (JNJ-26481585) 2HCl",
+                "Belinostat (PXD101)", "Alvespimycin (17-DMAG) HCl", "Divalproex Sodium", "Ellagic acid",
+                "Abexinostat (PCI-24781)", "AICAR", "Aminoglutethimide", "Amisulpride", "Azacitidine", "Busulfan",
+                "Capecitabine"]
+SCIPLEX_DOSES = (10.0, 100.0, 1000.0, 10000.0)
+LINES = {"A549": "lung adenocarcinoma", "K562": "chronic myelogenous leukemia", "MCF7": "mammary adenocarcinoma"}
+
+
+def scperturb_sciplex3(path: Path, genes: list[str], drugs: list[str], cells_per_condition: int = 6,
+                       controls_per_line: int = 60, duplicated: int = 4, dtype=np.float32, seed: int = 0) -> Path:
+    """An h5ad in scPerturb's sci-Plex3 layout over `genes` (the first `duplicated` symbols listed a
+    second time under another Ensembl id). Each drug shifts a few genes with dose, so doses differ."""
+    rng = np.random.default_rng(seed)
+    symbols = list(genes) + list(genes[:duplicated])
+    n_genes = len(symbols)
+    rows = []
+    for line in LINES:
+        rows += [(line, "control", 0.0)] * controls_per_line
+        rows += [(line, d, dose) for d in drugs for dose in SCIPLEX_DOSES for _ in range(cells_per_condition)]
+    line, drug, dose = (np.array(c) for c in zip(*rows))
+    base = rng.gamma(0.6, 0.4, n_genes)
+    rate = np.tile(base, (len(rows), 1))
+    for i, d in enumerate(drugs):
+        genes_hit = rng.choice(n_genes, 8, replace=False)
+        for dose_i, x in enumerate(SCIPLEX_DOSES):
+            sel = (drug == d) & (dose == x)
+            rate[np.ix_(sel, genes_hit)] *= 1 + (i % 5 + 1) * (dose_i + 1) / 4
+    counts = sp.csr_matrix(rng.poisson(rate * rng.uniform(2, 6, (len(rows), 1))).astype(dtype))
+    ncounts = np.asarray(counts.sum(axis=1)).ravel()
+    obs = pd.DataFrame({
+        "cell_line": pd.Categorical(line),
+        "celltype": pd.Categorical([LINES[c] for c in line]),
+        "perturbation": pd.Categorical(drug),
+        "dose_value": dose,
+        "dose_unit": pd.Categorical(["nM"] * len(rows)),
+        "perturbation_type": pd.Categorical(["drug"] * len(rows)),
+        "time": np.full(len(rows), 24.0),
+        "ncounts": ncounts,
+        "ngenes": np.diff(counts.indptr),
+        "nperts": np.where(drug == "control", 0, 1),
+    }, index=[f"A01_F10_RT_BC_{i}_Lig_BC_{i % 97}" for i in range(len(rows))])
+    var = pd.DataFrame({"ensembl_id": [f"ENSG{100000 + i:011d}" for i in range(n_genes)]}, index=symbols)
+    adata = ad.AnnData(counts, obs=obs, var=var)
+    adata.write_h5ad(path)
+    return path
+
+
+def cmapr_level5_gctx(path: Path, symbols: list[str], entrez: list[int], signatures: list[tuple[str, str, str, str]],
+                      values: np.ndarray, landmark: list[int] | None = None) -> Path:
+    """A Level 5 GCTX as cmapR writes it. `signatures`: (pert_id, pert_iname, cell_id, pert_idose)
+    per column, doses as written (e.g. '10 <b5>M'); `values`: samples x genes."""
+    landmark = landmark if landmark is not None else [1] * len(symbols)
+    with h5py.File(path, "w") as fh:
+        fh["0/DATA/0/matrix"] = np.asarray(values, dtype=np.float64)
+        row = fh.create_group("0/META/ROW")
+        row["id"] = np.array([f"{200000 + i}_at" for i in range(len(symbols))], dtype="S")
+        row["pr_gene_id"] = np.array(entrez, dtype=np.int32)
+        row["pr_gene_symbol"] = np.array(symbols, dtype="S")
+        row["is_lm"] = np.array(landmark, dtype=np.int32)
+        row["is_bing"] = np.ones(len(symbols), dtype=np.int32)
+        col = fh.create_group("0/META/COL")
+        pert_id, iname, cell, idose = (list(c) for c in zip(*signatures))
+        col["id"] = np.array([f"CPC006_{c}_24H:{p}-001-01-8:{i}" for i, (p, c) in enumerate(zip(pert_id, cell))], dtype="S")
+        col["pert_id"] = np.array(pert_id, dtype="S")
+        col["pert_iname"] = np.array(iname, dtype="S")
+        col["cell_id"] = np.array(cell, dtype="S")
+        col["pert_idose"] = np.array(idose, dtype="S")
+        col["pert_itime"] = np.array(["24 h"] * len(cell), dtype="S")
+        col["pert_type"] = np.array(["trt_cp"] * len(cell), dtype="S")
+        col["distil_cc_q75"] = np.linspace(0.05, 0.6, len(cell))
+        col["distil_nsample"] = np.full(len(cell), 3, dtype=np.int32)
+        col["is_gold"] = np.zeros(len(cell), dtype=np.int32)
+    return path
+
+
+def geo_gene_info(path: Path, entrez: list[int], symbols: list[str], landmark: list[int]) -> Path:
+    """GSE92742's gene_info side-car: tab-separated, 0/1 landmark flags in pr_is_lm."""
+    pd.DataFrame({"pr_gene_id": entrez, "pr_gene_symbol": symbols, "pr_gene_title": [f"{s} title" for s in symbols],
+                  "pr_is_lm": landmark, "pr_is_bing": 1}).to_csv(path, sep="\t", index=False)
+    return path
