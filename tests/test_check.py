@@ -31,7 +31,8 @@ def test_summary_of_single_cell_and_bulk(files, smoke, capsys):
     # a single dose of a combination is each drug's: D000+D001 at 2 x 10 nM
     assert "CL00" in out and "10, 20, 100, 200, 1000, 2000, 10000, 20000" in out and "combinations: D000+D001" in out
     shared = len(set(smoke.sc.var_names) & set(smoke.bulk.var_names))
-    assert f"shared with single cell: {shared} genes; 11 of 12 drugs (without bulk profiles: D000+D001)" in out
+    assert (f"shared with single cell: {shared} genes; 11 of 12 drugs, the ones the unseen-drug splits may hold out "
+            "(without bulk profiles, kept in training: D000+D001)") in out
     assert "split unseen_drugs (seed 0):" in out and "test" in out and "validation" in out
     assert "predictors skipped on this data:" in out and "oracle: needs the generating parameters" in out
 
