@@ -257,8 +257,8 @@ def _fetch_file(remote: RemoteFile, folder: Path, manifest: Manifest, expected: 
         part.unlink(missing_ok=True)
         raise BenchError(f"checksum mismatch for {remote.served_name}: expected {expected}, got {got} "
                          f"(from {remote.url}); the download was removed")
-    log(f"{remote.served_name}: verified {expected}" if expected else
-        f"{remote.served_name}: no published checksum; recording sha256 {digests['sha256']} in {MANIFEST}")
+    if expected:
+        log(f"{remote.served_name}: verified {expected}")
     entry = {"url": remote.url, "checksum": expected, "date": _now()}
     if remote.gunzip:
         entry.update(download_bytes=size, download_sha256=digests["sha256"])
@@ -269,6 +269,8 @@ def _fetch_file(remote: RemoteFile, folder: Path, manifest: Manifest, expected: 
         os.replace(part, final)
     entry.update(bytes=size, sha256=sha256)
     manifest.put(remote.name, entry)
+    if not expected:
+        log(f"{remote.name}: no published checksum; recorded sha256 {sha256} in {manifest.path}")
     return final
 
 
@@ -277,18 +279,18 @@ def _confirm(final: Path, remote: RemoteFile, manifest: Manifest, expected: str 
     """Check a final file already present against its manifest entry (and the expected checksum)."""
     entry = manifest.get(remote.name)
     size = final.stat().st_size
-    sha256 = _hash_file(final, ["sha256"], f"checking {remote.name}")["sha256"]
+    # A file placed here by hand (no entry) is checkable only against a checksum of the same bytes.
+    checkable = expected if entry is None and expected and not remote.gunzip else None
+    algo = checkable.split(":")[0] if checkable else "sha256"
+    digests = _hash_file(final, sorted({"sha256", algo}), f"checking {remote.name}")
+    sha256 = digests["sha256"]
     if entry is None:
-        # A file placed here by hand: checkable only when a checksum of the same bytes is known.
-        if expected and not remote.gunzip:
-            algo = expected.split(":")[0]
-            got = sha256 if algo == "sha256" else _hash_file(final, [algo], f"checking {remote.name}")[algo]
-            if f"{algo}:{got}" != expected:
-                raise BenchError(f"checksum mismatch for {final}: expected {expected}, got {algo}:{got}; "
-                                 "remove it to download it again")
-        log(f"{remote.name}: found without a manifest entry; recording sha256 {sha256} in {MANIFEST}")
-        manifest.put(remote.name, {"url": remote.url, "checksum": expected if not remote.gunzip else None,
-                                   "date": _now(), "bytes": size, "sha256": sha256})
+        if checkable and f"{algo}:{digests[algo]}" != checkable:
+            raise BenchError(f"checksum mismatch for {final}: expected {checkable}, got {algo}:{digests[algo]}; "
+                             "remove it to download it again")
+        manifest.put(remote.name, {"url": remote.url, "checksum": checkable, "date": _now(),
+                                   "bytes": size, "sha256": sha256})
+        log(f"{remote.name}: found without a manifest entry; recorded sha256 {sha256} in {manifest.path}")
         return
     if sha256 != entry.get("sha256") or size != entry.get("bytes"):
         raise BenchError(f"{final} does not match {MANIFEST}: expected sha256:{entry.get('sha256')}, "
@@ -393,8 +395,8 @@ def _open(url: str, have: int, typed: bool) -> http.client.HTTPResponse:
         raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {reason} ({url})") from None
     except (OSError, http.client.HTTPException) as exc:
         raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {exc or type(exc).__name__} ({url})") from None
-    if response.geturl() != url:
-        _check_scheme(response.geturl(), typed)  # a redirect must not fall back to plain http
+    if response.geturl() != url:  # a redirect falls back to plain http only if the typed URL was http
+        _check_scheme(response.geturl(), typed and url.startswith("http:"))
     return response
 
 
@@ -434,7 +436,7 @@ def _receive(response: http.client.HTTPResponse, part: Path, have: int, total: i
                 _write_chunk(out, chunk)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
-                    needed = "unknown" if total is None else str(total - have)
+                    needed = "unknown" if total is None else str(total - out.tell())
                     raise BenchError(f"disk full writing {part}: {needed} more bytes needed, "
                                      f"{shutil.disk_usage(part.parent).free} free") from None
                 raise BenchError(f"cannot write {part}: {exc.strerror or exc}") from None
@@ -475,11 +477,13 @@ def _gunzip(part: Path, final: Path, unpacked_size: int | None, log: Callable[[s
                 written += len(chunk)
                 bar.update(raw.tell() - bar.n)
     except OSError as exc:
+        done = out_path.stat().st_size if out_path.exists() else written
+        free = shutil.disk_usage(final.parent).free
         out_path.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
-            needed = f"about {unpacked_size - written}" if unpacked_size else f"more than the {written} written,"
-            raise BenchError(f"disk full unpacking {final}: {needed} more bytes needed, "
-                             f"{shutil.disk_usage(final.parent).free} free") from None
+            needed = f"about {unpacked_size}" if unpacked_size else f"more than {done}"
+            raise BenchError(f"disk full unpacking {final}: {needed} bytes needed, {free} free; the "
+                             f"download {part.name} stays for the next call") from None
         if isinstance(exc, gzip.BadGzipFile):
             part.unlink()
             raise BenchError(f"{part.name.removesuffix('.part')} is not a gzip file ({exc}); the download was removed") from None

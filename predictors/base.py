@@ -19,7 +19,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.schema import CONTROL, Condition, RowIndex, conditions_of
+from bench.data.combinations import is_combination
+from bench.schema import CONTROL, DRUG, Condition, RowIndex, conditions_of
 
 PREDICT_ROWS = 16384  # (condition, control cell) rows a batched predictor decodes at once
 
@@ -139,6 +140,14 @@ class Predictor(ABC):
             return f"missing package(s): {', '.join(missing)} (see README: optional extras)"
         if "bulk" in cls.needs and task.bulk is None:
             return "needs a bulk data set (--bulk)"
+        if "bulk" in cls.needs:
+            measured = set(task.bulk.obs[DRUG].astype(str))
+            held = sorted({c.drug for c in [*task.test_conditions, *task.val_conditions]
+                           if not is_combination(c.drug)} - measured)
+            if held:
+                return (f"needs bulk profiles of every held-out drug; none for {', '.join(held[:3])}"
+                        + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+                        + " (the seeded splits hold out only drugs with bulk profiles)")
         if "truth" in cls.needs and task.truth is None:
             return "needs the generating parameters (only generated data has them)"
         return None

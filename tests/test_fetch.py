@@ -82,7 +82,7 @@ def server(monkeypatch, tmp_path):
     srv.files, srv.requests, srv.status = {}, [], {}
     srv.drops, srv.drop_after, srv.ignore_range = 0, 0, False
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -244,10 +244,32 @@ def test_gz_is_decompressed_to_the_final_name(server, monkeypatch, capsys):
     assert entry["download_sha256"] == sha256(server.files["/table.txt.gz"])
 
 
+def test_disk_full_while_unpacking_keeps_the_download(server, monkeypatch, capsys):
+    server.files["/table.txt.gz"] = gzip.compress(BODY)
+    add_source(monkeypatch, "gz", (RemoteFile(server.base + "/table.txt.gz", "table.txt", gunzip=True),))
+    write = fetch._write_chunk
+
+    def full_when_unpacking(out, chunk):
+        if out.name.endswith("table.txt.part"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(out, chunk)
+
+    monkeypatch.setattr(fetch, "_write_chunk", full_when_unpacking)
+    assert main(["fetch", "gz"]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert "disk full unpacking" in line and "bytes needed" in line and "free" in line
+    folder = fetch.default_root() / "gz"
+    assert sorted(p.name for p in folder.iterdir()) == ["table.txt.gz.part"]
+    monkeypatch.setattr(fetch, "_write_chunk", write)
+    assert main(["fetch", "gz"]) == 0
+    assert server.requests[-1] == ("/table.txt.gz", f"bytes={len(server.files['/table.txt.gz'])}-")
+    assert (folder / "table.txt").read_bytes() == BODY
+
+
 def test_manifest_is_recorded_then_verified(server, monkeypatch, capsys):
     final = one_file(server, monkeypatch)
     assert main(["fetch", "t"]) == 0
-    assert f"recording sha256 {sha256(BODY)}" in capsys.readouterr().err
+    assert f"recorded sha256 {sha256(BODY)}" in capsys.readouterr().err
     tampered = bytearray(BODY)
     tampered[1000] ^= 0xFF
     final.write_bytes(bytes(tampered))
@@ -300,6 +322,9 @@ def test_url_and_file_options(server, monkeypatch, capsys):
     assert main(["fetch", "geo", "--file", "b.txt", "--url", server.base + "/mirror/b.txt.gz"]) == 0
     assert (folder / "b.txt").read_bytes() == OTHER and not (folder / "a.txt").exists()
     assert server.requests[-1] == ("/mirror/b.txt.gz", None)
+    assert main(["fetch", "geo", "--file", "c.txt"]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert "geo has no file 'c.txt'" in line and "a.txt, b.txt" in line
 
 
 def test_plain_http_is_refused_for_registry_urls(server, monkeypatch, capsys):

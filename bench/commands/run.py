@@ -109,7 +109,7 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
     absent = bench.missing_in_bulk(held_out) if bench.bulk is not None else []
     if absent:
         print(f"warning: held-out drug(s) absent from the bulk set: {', '.join(absent)}; predictors that need bulk "
-              "profiles of a drug will report a failure for them", file=sys.stderr)
+              "profiles of every held-out drug are skipped", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     summary = split.summary(bench.sc.obs)
     meta = {
