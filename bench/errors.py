@@ -5,6 +5,11 @@ class BenchError(Exception):
     """A problem with the user's input (file, column, value or argument), stated in one line."""
 
 
+class DataUnsuitable(BenchError):
+    """The data lack what a predictor needs (e.g. bulk profiles of the single-cell cell lines): the
+    run records the predictor as skipped with this reason, not as failed."""
+
+
 def closest(name: str, choices) -> str:
     """Return ' (did you mean X?)' for the closest of `choices`, or '' when nothing is close."""
     import difflib

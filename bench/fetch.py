@@ -174,7 +174,7 @@ def fetch_source(source: Source, root: Path | None = None, *, only: str | None =
     (plain http is then accepted, as the user typed it); `checksum` ("algorithm:hex") replaces its
     expected checksum. Files already present and matching the manifest cost no HTTP request.
     """
-    log = log or (lambda line: print(line, file=sys.stderr))
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))  # above any progress bar
     files = _select(source, only, url, checksum)
     folder = (root or default_root()) / source.name
     _make_writable(folder)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combination_problem
+from bench.errors import DataUnsuitable
 from bench.evaluation import Evaluator, calibrated
 from bench.executors import LocalExecutor
 from bench.headline import headline, headline_metrics, interval
@@ -287,6 +288,8 @@ def _fit_logged(predictor, task: Task, test_eval: Evaluator, val_eval: Evaluator
             log(None, {})
             log.rows[-1]["seconds"] = fit_seconds
         selected, conditions = log.final_scores()
+    except DataUnsuitable as exc:
+        return {"status": "skipped", "error": str(exc)}
     except Exception as exc:  # noqa: BLE001
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     return log, fit_seconds, selected, conditions

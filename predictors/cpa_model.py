@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataUnsuitable
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
 from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
 
@@ -240,7 +240,7 @@ class CpaTransfer(CpaPredictor):
         obs = bulk.obs
         keep = obs[CELL_TYPE].astype(str).isin(self._cell_types).to_numpy() & obs[DRUG].astype(str).isin(list(self._vocab)).to_numpy()
         if not keep.any():
-            raise BenchError("CPA_transfer: the bulk set has no profile of the single-cell cell lines and drugs")
+            raise DataUnsuitable("CPA_transfer: the bulk set has no profile of the single-cell cell lines and drugs")
         cols = pd.Index(bulk.var_names).get_indexer(genes)
         x = dense(bulk.X[np.flatnonzero(keep)])[:, cols]
         return frame(x, obs.loc[keep], genes, list(self._vocab)[1:], self._cell_types, self._dose_scale,

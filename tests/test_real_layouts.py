@@ -171,3 +171,16 @@ def test_only_drugs_with_bulk_profiles_are_held_out(smoke):
         assert set(drugs) - eligible <= set(split.drugs(smoke.sc.obs, TRAIN))
         every = get_split("unseen_drugs", smoke.sc, seed=seed, eligible=set(drugs))
         assert every.labels.equals(get_split("unseen_drugs", smoke.sc, seed=seed).labels)  # all eligible: unchanged
+
+
+def test_partial_bulk_overlap_trains_every_bulk_predictor(sciplex, plate, tmp_path):
+    """Training drugs the plate lacks do not stop PertBERT or cVAE; pre-training on the single-cell
+    lines' bulk profiles, which the plate (A375 only) has none of, is a skip with the reason."""
+    out = tmp_path / "run"
+    argv = ["run", "--sc", str(sciplex), "--bulk", str(plate), "--predictors", "BERT,cVAE,BERT_transfer",
+            "--epochs", "1", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    status = {p: json.loads((out / f"runs/{p}/seed0/result.json").read_text()) for p in ("BERT", "cVAE", "BERT_transfer")}
+    assert status["BERT"]["status"] == "ok" and status["cVAE"]["status"] == "ok", status
+    assert status["BERT_transfer"]["status"] == "skipped"
+    assert "only 0 bulk profiles of the single-cell cell lines" in status["BERT_transfer"]["error"]

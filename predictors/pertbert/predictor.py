@@ -97,7 +97,8 @@ class PertBERT(Predictor):
                           task.control, device=self.device)
 
     def drug_representations(self, pre: Pretrained, bulk: ad.AnnData, drugs: list[str], control: str) -> dict[str, np.ndarray]:
-        """Mean encoder embedding of each drug's bulk profiles minus that of the bulk controls."""
+        """Mean encoder embedding of each drug's bulk profiles minus that of the bulk controls; drugs
+        without bulk profiles get none (they cannot be represented, so they are not fine-tuned on)."""
         names = bulk.obs[DRUG].astype(str).to_numpy()
         device = next(pre.encoder.parameters()).device
         x = torch.from_numpy(pre.standardise(dense(bulk.X))).to(device)
@@ -112,9 +113,8 @@ class PertBERT(Predictor):
         reps = {}
         for d in drugs:
             rows = np.flatnonzero(names == d)
-            if rows.size == 0:
-                raise BenchError(f"PertBERT: drug '{d}' has no bulk profiles, so it has no representation")
-            reps[d] = mean_embedding(rows) - base
+            if rows.size:
+                reps[d] = mean_embedding(rows) - base
         return reps
 
     def _inputs(self, task: Task) -> tuple[PatchEncoder, np.ndarray, nn.Module]:
@@ -123,8 +123,9 @@ class PertBERT(Predictor):
         self.pretrain_metrics = pre.metrics
         pos = {g: i for i, g in enumerate(task.train.var_names)}
         source = np.array([pos.get(g, -1) for g in pre.genes])
-        drugs = task_drugs(task)
-        reps = self.drug_representations(pre.to(self.device), task.bulk, drugs, task.control)
+        reps = self.drug_representations(pre.to(self.device), task.bulk, task_drugs(task), task.control)
+        drugs = sorted(reps)
+        self.unrepresented = sorted(set(task_drugs(task)) - set(reps))  # training drugs without bulk profiles
         self.drug_scale = float(np.std(np.stack(list(reps.values()))) + 1e-6)
         self.drug_reps = {d: (v / self.drug_scale).astype(np.float32) for d, v in reps.items()}
         self._drug_rows = {d: i for i, d in enumerate(drugs)}
@@ -132,7 +133,8 @@ class PertBERT(Predictor):
 
     def _drug_row(self, drug: str) -> int:
         if drug not in self._drug_rows:
-            raise BenchError(f"PertBERT: drug '{drug}' was not among the task's conditions at fit time")
+            raise BenchError(f"PertBERT: drug '{drug}' has no representation (no bulk profiles, or not among the "
+                             "task's conditions at fit time)")
         return self._drug_rows[drug]
 
     def drug_vectors(self, drugs: list[str]) -> np.ndarray:
@@ -180,7 +182,7 @@ class PertBERT(Predictor):
         cts = obs[CELL_TYPE].astype(str).to_numpy()
         drugs = obs[DRUG].astype(str).to_numpy()
         doses = obs[DOSE].astype(float).to_numpy()
-        conds = task.training_conditions()
+        conds = [c for c in task.training_conditions() if c.drug in self._drug_rows]  # drugs with a representation
         condition_of = np.full(len(obs), -1)
         for i, c in enumerate(conds):
             condition_of[(cts == c.cell_type) & (drugs == c.drug) & same_dose(doses, c.dose)] = i

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataUnsuitable
 from bench.fingerprint import adata_fingerprint, config_hash
 from bench.io import atomic_write_bytes
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
@@ -78,7 +78,8 @@ def select_profiles(bulk: ad.AnnData, data: str, sc_cell_types: list[str], sc_dr
         raise BenchError(f"unknown pre-training set '{data}': expected one of {', '.join(DATA_SETS)}")
     rows = np.flatnonzero(keep)
     if rows.size < 20:
-        raise BenchError(f"pre-training set '{data}' has only {rows.size} bulk profiles")
+        where = " of the single-cell cell lines and drugs" if data == "transfer" else ""
+        raise DataUnsuitable(f"pre-training set '{data}' has only {rows.size} bulk profiles{where} (at least 20 needed)")
     return rows
 
 
