@@ -1,7 +1,7 @@
-"""The public data sets `bench fetch` knows by name, and a verified, resumable HTTP downloader.
+"""A verified, resumable HTTP downloader for the public data sets of bench/sources.py.
 
-A source is a short list of files: URL, final file name, expected checksum where one is published,
-and whether the file is served gzipped. Bytes stream into `NAME.part`; a dropped connection is
+Sources (bench/sources.py) are short lists of files: URL, final file name, expected checksum where
+one is published, and whether the file is served gzipped. Bytes stream into `NAME.part`; a dropped connection is
 resumed with an HTTP Range request (within the call, and again on the next call); the complete
 download is checked against the published checksum, or, where none exists, its sha256 is recorded in
 `bench-fetch.json` beside the files on the first download and checked on every later call. Only a
@@ -25,13 +25,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
 
 from bench.errors import BenchError, closest
+from bench.sources import RemoteFile, Source, default_root
 
 MANIFEST = "bench-fetch.json"
 CHUNK = 1 << 20
@@ -40,130 +40,6 @@ RETRIES = 4  # reconnections (with Range) after a dropped connection, within one
 RETRY_WAIT = 2.0  # seconds before the first reconnection, doubled for each next one
 USER_AGENT = "bench-fetch/0.1 (python urllib)"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-ALGORITHMS = ("sha256", "sha512", "md5")
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One file of a source: its URL, its final name on disk, and how it is checked.
-
-    `checksum` is "algorithm:hex" of the bytes as served (for a gzipped file: of the .gz); `size`
-    and `unpacked_size` are approximate byte counts, used only for `--list` and the disk-space check.
-    """
-
-    url: str
-    name: str
-    checksum: str | None = None
-    gunzip: bool = False
-    size: int | None = None
-    unpacked_size: int | None = None
-
-    @property
-    def served_name(self) -> str:
-        """The name of the file as served (the final name plus .gz for a gzipped file)."""
-        return self.name + ".gz" if self.gunzip else self.name
-
-
-@dataclass(frozen=True)
-class Source:
-    """A named data set: its files, where it comes from, how it is checked, its licence.
-
-    `checksums` is a published list of sha512 sums (GNU `sha512sum` format, as GEO serves them),
-    fetched before the data files; files with no checksum of their own are checked against it.
-    """
-
-    name: str
-    description: str
-    files: tuple[RemoteFile, ...]
-    origin: str
-    checksum_note: str
-    licence: str
-    checksums: RemoteFile | None = None
-
-
-_ZENODO = "https://zenodo.org/records/13350497/files/"
-_GSE92742 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE92nnn/GSE92742/suppl/"
-_GSE70138 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/"
-# chemCPA pinned to a commit of its main branch (2025-01-31), so the sha256 of each table holds.
-_CHEMCPA = "https://raw.githubusercontent.com/theislab/chemCPA/43e830eb0958c54e4aa64442c17ec0fed19b3f15/embeddings/"
-
-SOURCES: dict[str, Source] = {s.name: s for s in (
-    Source(
-        "sciplex3", "sci-Plex3 single-cell screen (3 cell lines, 188 drugs, 4 doses), scPerturb v1.4 h5ad",
-        (RemoteFile(_ZENODO + "SrivatsanTrapnell2020_sciplex3.h5ad?download=1", "SrivatsanTrapnell2020_sciplex3.h5ad",
-                    checksum="md5:c9e70629505d98c7ca1a837f62b14e89", size=2_526_631_614),),
-        origin="Zenodo record 13350497 (scPerturb v1.4)",
-        checksum_note="md5 published in the Zenodo record",
-        licence="CC BY 4.0; cite Srivatsan et al. 2020 (Science) and Peidli et al. 2024 (scPerturb, Nat. Methods)",
-    ),
-    Source(
-        "lincs-gse92742-level5", "LINCS L1000 phase I Level 5 signatures (473,647 x 12,328) with sig/gene/pert info",
-        (RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_sig_info.txt.gz", "GSE92742_Broad_LINCS_sig_info.txt",
-                    gunzip=True, size=10_600_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_gene_info.txt.gz", "GSE92742_Broad_LINCS_gene_info.txt",
-                    gunzip=True, size=212_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_pert_info.txt.gz", "GSE92742_Broad_LINCS_pert_info.txt",
-                    gunzip=True, size=1_100_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx.gz",
-                    "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx",
-                    gunzip=True, size=21_328_033_748, unpacked_size=23_380_287_022)),
-        origin="NCBI GEO GSE92742 supplementary files",
-        checksum_note="sha512 from GSE92742_SHA512SUMS.txt.gz",
-        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
-        checksums=RemoteFile(_GSE92742 + "GSE92742_SHA512SUMS.txt.gz", "GSE92742_SHA512SUMS.txt", gunzip=True, size=1_400),
-    ),
-    Source(
-        "lincs-gse70138-level5", "LINCS L1000 phase II Level 5 signatures (118,050 x 12,328) with sig/gene/pert info",
-        (RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt", gunzip=True, size=1_943_865),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt", gunzip=True, size=216_692),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt", gunzip=True, size=82_376),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz",
-                    "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx",
-                    gunzip=True, size=5_365_179_698, unpacked_size=5_824_120_558)),
-        origin="NCBI GEO GSE70138 supplementary files",
-        checksum_note="sha512 from GSE70138_SHA512SUMS.txt.gz",
-        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
-        checksums=RemoteFile(_GSE70138 + "GSE70138_SHA512SUMS.txt.gz", "GSE70138_SHA512SUMS.txt", gunzip=True, size=1_071),
-    ),
-    Source(
-        "drug-smiles", "chemCPA's drug tables: sci-Plex3 drug names and LINCS pert_ids with SMILES",
-        (RemoteFile(_CHEMCPA + "trapnell_drugs_smiles.csv", "trapnell_drugs_smiles.csv", size=14_213,
-                    checksum="sha256:3fe1296157f35d19baf9c3cd80df08a4894a9d3fc6d8695cd0da868d41c26dcc"),
-         RemoteFile(_CHEMCPA + "lincs_drugs_smiles.csv", "lincs_drugs_smiles.csv", size=1_451_659,
-                    checksum="sha256:d9e719bc811b8b9ad3882140c3b422b3e65f4fbc16e7302cc96c90a213978cb2")),
-        origin="github.com/theislab/chemCPA, commit 43e830e",
-        checksum_note="sha256 of the files at the pinned commit",
-        licence="MIT (chemCPA); cite Hetzel et al. 2022 (chemCPA, NeurIPS)",
-    ),
-)}
-
-
-def default_root() -> Path:
-    """Where fetched data goes without --dest: $BENCH_DATA, else $XDG_CACHE_HOME/bench or ~/.cache/bench."""
-    if os.environ.get("BENCH_DATA"):
-        return Path(os.environ["BENCH_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "bench"
-
-
-def get_source(name: str) -> Source:
-    """The registered source called `name`, or a one-line error naming the closest one."""
-    if name not in SOURCES:
-        raise BenchError(f"unknown source '{name}'{closest(name, SOURCES)}; `bench fetch --list` shows them")
-    return SOURCES[name]
-
-
-def human_size(n: int | None) -> str:
-    """A byte count for people (1.2 GiB); '?' when unknown."""
-    if n is None:
-        return "?"
-    size, units = float(n), ["B", "KiB", "MiB", "GiB", "TiB"]
-    while size >= 1024 and len(units) > 1:
-        size, units = size / 1024, units[1:]
-    return f"{n} B" if units[0] == "B" else f"{size:.1f} {units[0]}"
 
 
 def fetch_source(source: Source, root: Path | None = None, *, only: str | None = None, url: str | None = None,
@@ -394,7 +270,8 @@ def _open(url: str, have: int, typed: bool) -> http.client.HTTPResponse:
         reason = getattr(exc.reason, "strerror", None) or exc.reason
         raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {reason} ({url})") from None
     except (OSError, http.client.HTTPException) as exc:
-        raise BenchError(f"cannot reach {urllib.parse.urlsplit(url).netloc}: {exc or type(exc).__name__} ({url})") from None
+        host = urllib.parse.urlsplit(url).netloc
+        raise BenchError(f"cannot reach {host}: {exc or type(exc).__name__} ({url})") from None
     if response.geturl() != url:  # a redirect falls back to plain http only if the typed URL was http
         _check_scheme(response.geturl(), typed and url.startswith("http:"))
     return response
@@ -476,22 +353,19 @@ def _gunzip(part: Path, final: Path, unpacked_size: int | None, log: Callable[[s
                 digest.update(chunk)
                 written += len(chunk)
                 bar.update(raw.tell() - bar.n)
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a truncated or damaged stream
         done = out_path.stat().st_size if out_path.exists() else written
         free = shutil.disk_usage(final.parent).free
         out_path.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
+        served = part.name.removesuffix(".part")
+        if getattr(exc, "errno", None) == errno.ENOSPC:
             needed = f"about {unpacked_size}" if unpacked_size else f"more than {done}"
-            raise BenchError(f"disk full unpacking {final}: {needed} bytes needed, {free} free; the "
-                             f"download {part.name} stays for the next call") from None
-        if isinstance(exc, gzip.BadGzipFile):
+            raise BenchError(f"disk full unpacking {final}: {needed} bytes needed, {free} free; "
+                             f"the download {part.name} stays for the next call") from None
+        if isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error)):
             part.unlink()
-            raise BenchError(f"{part.name.removesuffix('.part')} is not a gzip file ({exc}); the download was removed") from None
+            raise BenchError(f"{served} is not a valid gzip file ({exc}); the download was removed") from None
         raise BenchError(f"cannot unpack {part}: {exc.strerror or exc}") from None
-    except (EOFError, zlib.error) as exc:
-        out_path.unlink(missing_ok=True)
-        part.unlink()
-        raise BenchError(f"{part.name.removesuffix('.part')} is a damaged gzip file ({exc}); the download was removed") from None
     os.replace(out_path, final)
     return written, digest.hexdigest()
 

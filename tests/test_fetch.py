@@ -20,15 +20,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import fetch
+from bench import fetch, sources
 from bench.cli import main
-from bench.fetch import RemoteFile, Source
+from bench.sources import RemoteFile, Source
 
 BODY = random.Random(0).randbytes(300_000)
 OTHER = random.Random(1).randbytes(50_000)
 
 
 def sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -36,9 +37,11 @@ class Handler(BaseHTTPRequestHandler):
     """GET with Range, and the failure switches of the server it belongs to."""
 
     def log_message(self, *args) -> None:
+        """Keep the test output quiet."""
         pass
 
     def do_GET(self) -> None:
+        """Serve a file (or a range of it), honouring the server's failure switches."""
         srv = self.server
         wanted = self.headers.get("Range")
         srv.requests.append((self.path, wanted))
@@ -94,21 +97,24 @@ def server(monkeypatch, tmp_path):
 
 
 def add_source(monkeypatch, name: str, files: tuple[RemoteFile, ...], checksums: RemoteFile | None = None) -> None:
-    monkeypatch.setitem(fetch.SOURCES, name, Source(name, "test", files, "loopback", "test", "none", checksums))
+    """Register a test-only source (removed again after the test)."""
+    monkeypatch.setitem(sources.SOURCES, name, Source(name, "test", files, "loopback", "test", "none", checksums))
 
 
 def one_file(server, monkeypatch, body: bytes = BODY, checksum: str | None = None, name: str = "t") -> Path:
     """Serve `body` as /blob.bin behind source `name`; return where its final file will be."""
     server.files["/blob.bin"] = body
     add_source(monkeypatch, name, (RemoteFile(server.base + "/blob.bin", "blob.bin", checksum),))
-    return Path(fetch.default_root()) / name / "blob.bin"
+    return Path(sources.default_root()) / name / "blob.bin"
 
 
 def errors(err: str) -> list[str]:
+    """The `bench fetch: error:` lines of captured stderr."""
     return [line for line in err.splitlines() if "bench fetch: error:" in line]
 
 
 def test_list_shows_the_documented_sources(capsys):
+    """--list names the four documented sources, their origins and licences; registry URLs are https."""
     assert main(["fetch", "--list"]) == 0
     out = capsys.readouterr().out
     for name in ("sciplex3", "lincs-gse92742-level5", "lincs-gse70138-level5", "drug-smiles"):
@@ -116,13 +122,14 @@ def test_list_shows_the_documented_sources(capsys):
     for text in ("Zenodo record 13350497", "SrivatsanTrapnell2020_sciplex3.h5ad", "GSE92742_SHA512SUMS",
                  "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx", "CC BY 4.0", "MIT", "2.4 GiB"):
         assert text in out
-    urls = [f.url for s in fetch.SOURCES.values() for f in (*s.files, *filter(None, [s.checksums]))]
+    urls = [f.url for s in sources.SOURCES.values() for f in (*s.files, *filter(None, [s.checksums]))]
     assert all(u.startswith("https://") for u in urls)
-    assert fetch.SOURCES["sciplex3"].files[0].url == (
+    assert sources.SOURCES["sciplex3"].files[0].url == (
         "https://zenodo.org/records/13350497/files/SrivatsanTrapnell2020_sciplex3.h5ad?download=1")
 
 
 def test_download_then_up_to_date_without_a_request(server, monkeypatch, capsys):
+    """A download lands under its final name with a manifest entry; a second call sends no request."""
     final = one_file(server, monkeypatch)
     assert main(["fetch", "t"]) == 0
     assert final.read_bytes() == BODY
@@ -137,6 +144,7 @@ def test_download_then_up_to_date_without_a_request(server, monkeypatch, capsys)
 
 
 def test_dropped_connection_resumes_within_the_call(server, monkeypatch, capsys):
+    """A connection dropped mid-body is resumed with Range in the same call, to the exact bytes."""
     final = one_file(server, monkeypatch)
     server.drops, server.drop_after = 1, 100_000
     assert main(["fetch", "t"]) == 0
@@ -146,6 +154,7 @@ def test_dropped_connection_resumes_within_the_call(server, monkeypatch, capsys)
 
 
 def test_interrupted_call_leaves_a_part_that_the_next_call_resumes(server, monkeypatch, capsys):
+    """Out of retries, the .part stays; the next call resumes it from its size."""
     final = one_file(server, monkeypatch)
     monkeypatch.setattr(fetch, "RETRIES", 0)
     server.drops, server.drop_after = 1, 120_000
@@ -160,6 +169,7 @@ def test_interrupted_call_leaves_a_part_that_the_next_call_resumes(server, monke
 
 
 def test_server_ignoring_range_restarts_from_zero(server, monkeypatch, capsys):
+    """A 200 answer to a Range request restarts the file from byte 0, not appended."""
     final = one_file(server, monkeypatch)
     server.drops, server.drop_after, server.ignore_range = 1, 100_000, True
     assert main(["fetch", "t"]) == 0
@@ -169,6 +179,7 @@ def test_server_ignoring_range_restarts_from_zero(server, monkeypatch, capsys):
 
 
 def test_complete_part_is_verified_after_a_416(server, monkeypatch, capsys):
+    """A .part holding the whole file (416 to its Range) is checked and renamed, not downloaded again."""
     final = one_file(server, monkeypatch, checksum="sha256:" + sha256(BODY))
     final.parent.mkdir(parents=True)
     final.with_name("blob.bin.part").write_bytes(BODY)
@@ -178,6 +189,7 @@ def test_complete_part_is_verified_after_a_416(server, monkeypatch, capsys):
 
 
 def test_part_longer_than_the_remote_file_starts_again(server, monkeypatch, capsys):
+    """A .part longer than the server's file is dropped and the file downloaded afresh."""
     final = one_file(server, monkeypatch)
     final.parent.mkdir(parents=True)
     final.with_name("blob.bin.part").write_bytes(BODY + b"stale tail")
@@ -186,6 +198,7 @@ def test_part_longer_than_the_remote_file_starts_again(server, monkeypatch, caps
 
 
 def test_wrong_checksum_names_both_and_leaves_nothing(server, monkeypatch, capsys):
+    """--sha256 mismatch: one line with both checksums and the file; no final file, no .part."""
     final = one_file(server, monkeypatch)
     wrong = sha256(b"something else")
     assert main(["fetch", "t", "--sha256", wrong]) == 2
@@ -195,6 +208,7 @@ def test_wrong_checksum_names_both_and_leaves_nothing(server, monkeypatch, capsy
 
 
 def test_registry_md5_is_checked(server, monkeypatch, capsys):
+    """A registry md5 (as Zenodo publishes) is verified, and a wrong one refused."""
     final = one_file(server, monkeypatch, checksum="md5:" + hashlib.md5(BODY).hexdigest())
     assert main(["fetch", "t"]) == 0
     assert f"verified md5:{hashlib.md5(BODY).hexdigest()}" in capsys.readouterr().err
@@ -206,6 +220,7 @@ def test_registry_md5_is_checked(server, monkeypatch, capsys):
 
 
 def test_http_404_is_one_line(server, monkeypatch, capsys):
+    """HTTP 404: one line with the status and the URL, nothing left behind."""
     final = one_file(server, monkeypatch)
     server.status["/blob.bin"] = 404
     assert main(["fetch", "t"]) == 2
@@ -215,6 +230,7 @@ def test_http_404_is_one_line(server, monkeypatch, capsys):
 
 
 def test_http_500_names_status_and_url(server, monkeypatch, capsys):
+    """Other HTTP errors name their status and URL too."""
     one_file(server, monkeypatch)
     server.status["/blob.bin"] = 503
     assert main(["fetch", "t"]) == 2
@@ -223,6 +239,7 @@ def test_http_500_names_status_and_url(server, monkeypatch, capsys):
 
 
 def test_refused_connection_is_one_line(server, monkeypatch, capsys):
+    """A refused connection is one line naming the host."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -233,10 +250,11 @@ def test_refused_connection_is_one_line(server, monkeypatch, capsys):
 
 
 def test_gz_is_decompressed_to_the_final_name(server, monkeypatch, capsys):
+    """A .gz is unpacked to its final name; only the file and the manifest remain."""
     server.files["/table.txt.gz"] = gzip.compress(BODY)
     add_source(monkeypatch, "gz", (RemoteFile(server.base + "/table.txt.gz", "table.txt", gunzip=True),))
     assert main(["fetch", "gz"]) == 0
-    folder = fetch.default_root() / "gz"
+    folder = sources.default_root() / "gz"
     assert (folder / "table.txt").read_bytes() == BODY
     assert sorted(p.name for p in folder.iterdir()) == [fetch.MANIFEST, "table.txt"]
     entry = json.loads((folder / fetch.MANIFEST).read_text())["files"]["table.txt"]
@@ -244,7 +262,18 @@ def test_gz_is_decompressed_to_the_final_name(server, monkeypatch, capsys):
     assert entry["download_sha256"] == sha256(server.files["/table.txt.gz"])
 
 
+def test_damaged_gz_is_removed(server, monkeypatch, capsys):
+    """A truncated gzip is reported in one line and nothing of it is kept."""
+    server.files["/table.txt.gz"] = gzip.compress(BODY)[:-5000]
+    add_source(monkeypatch, "gz", (RemoteFile(server.base + "/table.txt.gz", "table.txt", gunzip=True),))
+    assert main(["fetch", "gz"]) == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert "table.txt.gz is not a valid gzip file" in line
+    assert list((sources.default_root() / "gz").iterdir()) == []
+
+
 def test_disk_full_while_unpacking_keeps_the_download(server, monkeypatch, capsys):
+    """ENOSPC while unpacking: one line; the downloaded .gz.part stays and the next call reuses it."""
     server.files["/table.txt.gz"] = gzip.compress(BODY)
     add_source(monkeypatch, "gz", (RemoteFile(server.base + "/table.txt.gz", "table.txt", gunzip=True),))
     write = fetch._write_chunk
@@ -258,7 +287,7 @@ def test_disk_full_while_unpacking_keeps_the_download(server, monkeypatch, capsy
     assert main(["fetch", "gz"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "disk full unpacking" in line and "bytes needed" in line and "free" in line
-    folder = fetch.default_root() / "gz"
+    folder = sources.default_root() / "gz"
     assert sorted(p.name for p in folder.iterdir()) == ["table.txt.gz.part"]
     monkeypatch.setattr(fetch, "_write_chunk", write)
     assert main(["fetch", "gz"]) == 0
@@ -267,6 +296,7 @@ def test_disk_full_while_unpacking_keeps_the_download(server, monkeypatch, capsy
 
 
 def test_manifest_is_recorded_then_verified(server, monkeypatch, capsys):
+    """Without a published checksum the sha256 is recorded; a tampered file is then refused, offline."""
     final = one_file(server, monkeypatch)
     assert main(["fetch", "t"]) == 0
     assert f"recorded sha256 {sha256(BODY)}" in capsys.readouterr().err
@@ -289,10 +319,11 @@ def geo_like(server, monkeypatch, listed_b: bytes) -> Path:
     files = (RemoteFile(server.base + "/a.txt.gz", "a.txt", gunzip=True),
              RemoteFile(server.base + "/b.txt.gz", "b.txt", gunzip=True))
     add_source(monkeypatch, "geo", files, RemoteFile(server.base + "/SUMS.txt.gz", "SUMS.txt", gunzip=True))
-    return fetch.default_root() / "geo"
+    return sources.default_root() / "geo"
 
 
 def test_published_checksum_file_is_fetched_first_and_used(server, monkeypatch, capsys):
+    """A GEO-style SHA512SUMS list is fetched first, verifies each file, and is reused offline."""
     folder = geo_like(server, monkeypatch, OTHER)
     assert main(["fetch", "geo"]) == 0
     assert [path for path, _ in server.requests] == ["/SUMS.txt.gz", "/a.txt.gz", "/b.txt.gz"]
@@ -304,6 +335,7 @@ def test_published_checksum_file_is_fetched_first_and_used(server, monkeypatch, 
 
 
 def test_published_checksum_file_catches_a_bad_file(server, monkeypatch, capsys):
+    """A file whose sha512 differs from the published list is refused and removed."""
     folder = geo_like(server, monkeypatch, b"not what is served")
     assert main(["fetch", "geo"]) == 2
     (line,) = errors(capsys.readouterr().err)
@@ -314,6 +346,7 @@ def test_published_checksum_file_catches_a_bad_file(server, monkeypatch, capsys)
 
 
 def test_url_and_file_options(server, monkeypatch, capsys):
+    """--url on a multi-file source needs --file; --file picks one file; unknown --file is one line."""
     folder = geo_like(server, monkeypatch, OTHER)
     assert main(["fetch", "geo", "--url", server.base + "/a.txt.gz"]) == 2
     (line,) = errors(capsys.readouterr().err)
@@ -328,6 +361,7 @@ def test_url_and_file_options(server, monkeypatch, capsys):
 
 
 def test_plain_http_is_refused_for_registry_urls(server, monkeypatch, capsys):
+    """A plain-http registry URL (not loopback) is refused before any connection."""
     add_source(monkeypatch, "plain", (RemoteFile("http://data.example.org/x.bin", "x.bin"),))
     assert main(["fetch", "plain"]) == 2
     (line,) = errors(capsys.readouterr().err)
@@ -335,6 +369,7 @@ def test_plain_http_is_refused_for_registry_urls(server, monkeypatch, capsys):
 
 
 def test_disk_full_while_writing(server, monkeypatch, capsys):
+    """ENOSPC while downloading: one line with the bytes needed and free."""
     one_file(server, monkeypatch)
 
     def full(out, chunk):
@@ -347,6 +382,7 @@ def test_disk_full_while_writing(server, monkeypatch, capsys):
 
 
 def test_not_enough_space_is_found_before_downloading(server, monkeypatch, capsys):
+    """Too little free space for the announced size fails before the body is written."""
     final = one_file(server, monkeypatch)
     monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     assert main(["fetch", "t"]) == 2
@@ -356,6 +392,7 @@ def test_not_enough_space_is_found_before_downloading(server, monkeypatch, capsy
 
 
 def test_destination_that_is_not_writable(server, monkeypatch, tmp_path, capsys):
+    """A destination that cannot be created is one line, before any request."""
     one_file(server, monkeypatch)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -366,17 +403,19 @@ def test_destination_that_is_not_writable(server, monkeypatch, tmp_path, capsys)
 
 
 def test_default_destination(monkeypatch, tmp_path):
+    """$BENCH_DATA, else $XDG_CACHE_HOME/bench, else ~/.cache/bench."""
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "bd"))
-    assert fetch.default_root() == tmp_path / "bd"
+    assert sources.default_root() == tmp_path / "bd"
     monkeypatch.delenv("BENCH_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert fetch.default_root() == tmp_path / "xdg" / "bench"
+    assert sources.default_root() == tmp_path / "xdg" / "bench"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert fetch.default_root() == tmp_path / "home" / ".cache" / "bench"
+    assert sources.default_root() == tmp_path / "home" / ".cache" / "bench"
 
 
 def test_several_names_and_dest(server, monkeypatch, tmp_path, capsys):
+    """Several names in one call, each into its own folder under --dest."""
     server.files.update({"/one.bin": BODY, "/two.bin": OTHER})
     add_source(monkeypatch, "one", (RemoteFile(server.base + "/one.bin", "one.bin"),))
     add_source(monkeypatch, "two", (RemoteFile(server.base + "/two.bin", "two.bin"),))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import fetch
+from bench import fetch, sources
 from bench.errors import BenchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `bench fetch` and its options to the subcommand parsers."""
     p = sub.add_parser("fetch", help="download public data sets by name (verified, resumable); --list shows them",
                        description="Download named public data sets into DEST/NAME (default DEST: $BENCH_DATA, "
                                    "else ~/.cache/bench), resuming interrupted downloads and checking each file "
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the registry (--list), or fetch each named source and print its files' paths."""
     if args.list:
         if args.names:
             raise BenchError("--list takes no source names")
@@ -39,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("name a source to fetch (`bench fetch --list` shows them)")
     if len(args.names) > 1 and (args.file or args.url or args.sha256):
         raise BenchError("--file, --url and --sha256 apply to one source: name only one")
-    sources = [fetch.get_source(name) for name in dict.fromkeys(args.names)]
+    chosen = [sources.get_source(name) for name in dict.fromkeys(args.names)]
     checksum = _sha256(args.sha256) if args.sha256 is not None else None
-    for source in sources:
+    for source in chosen:
         for path in fetch.fetch_source(source, args.dest, only=args.file, url=args.url, checksum=checksum):
             print(path)
     return 0
@@ -50,13 +52,16 @@ def run(args: argparse.Namespace) -> int:
 def list_table() -> str:
     """The sources as a table: one row per file, the source's name, origin and licence on its first row."""
     rows = [("NAME", "FILE", "SIZE", "FROM", "CHECKSUM", "LICENCE / CITATION")]
-    for s in fetch.SOURCES.values():
+    for s in sources.SOURCES.values():
         for i, f in enumerate(s.files):
-            size = fetch.human_size(f.size) + (f" ({fetch.human_size(f.unpacked_size)} unpacked)" if f.unpacked_size else "")
-            rows.append((s.name, f.name, size, s.origin, s.checksum_note, s.licence) if i == 0 else ("", f.name, size, "", "", ""))
+            size = sources.human_size(f.size)
+            if f.unpacked_size:
+                size += f" ({sources.human_size(f.unpacked_size)} unpacked)"
+            about = (s.name, s.origin, s.checksum_note, s.licence) if i == 0 else ("", "", "", "")
+            rows.append((about[0], f.name, size, *about[1:]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows]
-    lines.append(f"sizes as downloaded; files go to DEST/NAME (DEST now: {fetch.default_root()})")
+    lines.append(f"sizes as downloaded; files go to DEST/NAME (DEST now: {sources.default_root()})")
     return "\n".join(lines)
 
 

@@ -1,0 +1,441 @@
+"""`bench prepare`: a downloaded single-cell h5ad and a bulk set become a benchmark-ready pair
+(`sc.h5ad`, `bulk.h5ad`, `prepare.json`) that `bench run` and `bench check` read with no options.
+
+The single-cell matrix is never read whole (sci-Plex3 as scPerturb publishes it is ~800k cells x
+110,983 genes of raw counts): obs and var are read as tables, X in blocks of cells, twice.
+1. Each cell's library size over every gene, and per gene the moments (over control cells only)
+   that choose the variable genes.
+2. For the kept cells, the kept genes' log1p of counts per 10,000 of the full library size,
+   duplicated symbols' counts summed first; already log-normalised input is copied as it is.
+Kept genes: the L1000 landmarks the bulk set shares, plus the most variable genes of the control
+cells by scanpy's 'seurat' normalised dispersion, so no test drug's response chooses them.
+DE lists are ranked once, as the evaluator would (`rank_de_genes`), and stored as CPA does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata.io import read_elem
+from tqdm import tqdm
+
+from bench.data.counts import (NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts,
+                               merge_duplicate_genes)
+from bench.data.drugs import SMILES, align_drug_names, attach_smiles, read_smiles_table
+from bench.data.loaders import DE_KEYS, UNIT_COLUMNS, ObsKeys, canonical_obs, load_bulk
+from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here, unreadable
+from bench.errors import BenchError
+from bench.io import atomic_write_json, replace_dir
+from bench.schema import CELL_TYPE, DOSE, DRUG
+from metrics.de import rank_de_genes
+
+BLOCK_CELLS = 50_000  # cells read per block (CSR): ~40M stored values of sci-Plex3, a few hundred MB
+DENSE_BLOCK_BYTES = 1 << 29  # a dense X is read in blocks of about this many float32 bytes
+DEFAULT_GENES = 2_000  # genes kept, as chemCPA's prepared sci-Plex3
+HVG_BINS = 20  # mean bins of the seurat dispersion (scanpy's default n_bins)
+OUTPUTS = ("sc.h5ad", "bulk.h5ad", "prepare.json")
+DE_STORE_KEY = DE_KEYS[0]  # 'rank_genes_groups_cov': CPA's layout, read back by load_single_cell
+PUBLISHED = "published_"  # prefix of a publisher column that would be misread beside the canonical ones
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What `bench prepare` does besides its inputs (the CLI options)."""
+
+    genes: int = DEFAULT_GENES
+    max_cells_per_condition: int | None = None
+    seed: int = 0
+    keys: ObsKeys = ObsKeys()
+    normalize: str = "auto"
+    smiles: tuple[Path, ...] = ()
+    block_cells: int = BLOCK_CELLS
+
+    def check(self) -> None:
+        """One-line errors for values no run could use, before any file is read."""
+        for option, value in (("--genes", self.genes), ("--block-cells", self.block_cells),
+                              ("--max-cells-per-condition", self.max_cells_per_condition)):
+            if value is not None and value < 1:
+                raise BenchError(f"{option} {value}: expected a whole number of at least 1")
+        if self.normalize not in NORMALIZE_CHOICES:
+            raise BenchError(f"--normalize {self.normalize}: expected one of {', '.join(NORMALIZE_CHOICES)}")
+
+
+def check_out_dir(out: Path) -> None:
+    """--out may be new, empty, or a previous prepare output (only OUTPUTS in it), which is replaced."""
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"{out}: exists and is not a folder; --out names the folder prepare writes")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+        if foreign:
+            raise BenchError(f"{out}: exists and holds '{foreign[0]}'" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+                             + f", so it is not a previous prepare output ({', '.join(OUTPUTS)} only); choose another --out")
+
+
+def file_record(path: Path) -> dict:
+    """Where an input was and which version it was, cheaply: path, bytes, modification time."""
+    st = path.stat()
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime": mtime}
+
+
+class CellMatrix:
+    """X of an open h5ad file, read as float32 CSR blocks of cells: a CSR group by slices of its
+    indptr, a dense array by row slices (fewer rows per block, DENSE_BLOCK_BYTES). CSC cannot be
+    read by cells without reading all of it, so it is refused."""
+
+    def __init__(self, fh: h5py.File, path: Path) -> None:
+        elem = fh["X"]
+        self.path, self.elem = path, elem
+        if isinstance(elem, h5py.Dataset):
+            if elem.ndim != 2:
+                raise BenchError(f"{path}: X is a {elem.ndim}-dimensional array, expected cells x genes")
+            self.dense, self.shape = True, tuple(int(n) for n in elem.shape)
+            return
+        kind = str(elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))).removesuffix("_matrix")
+        if kind == "csc":
+            raise BenchError(f"{path}: X is stored column by column (CSC), which cannot be read in blocks of cells; "
+                             "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...)) and prepare that")
+        if kind != "csr":
+            raise BenchError(f"{path}: X is stored as '{kind or 'an unknown group'}', expected a CSR matrix or a dense array")
+        self.dense = False
+        self.shape = tuple(int(n) for n in elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", ())))
+        self.indptr = elem["indptr"][:].astype(np.int64)
+
+    def block_rows(self, block_cells: int) -> int:
+        """Cells per block: `block_cells`, fewer for a dense X so a block stays near DENSE_BLOCK_BYTES."""
+        if not self.dense:
+            return block_cells
+        return max(1, min(block_cells, DENSE_BLOCK_BYTES // (4 * max(self.shape[1], 1))))
+
+    def read(self, start: int, stop: int) -> sp.csr_matrix:
+        """Cells start..stop-1 as a float32 CSR matrix over every gene of the file."""
+        if self.dense:
+            return sp.csr_matrix(self.elem.astype(np.float32)[start:stop])
+        a, b = self.indptr[start], self.indptr[stop]
+        data = self.elem["data"].astype(np.float32)[a:b]
+        indices = self.elem["indices"][a:b]
+        return sp.csr_matrix((data, indices, self.indptr[start : stop + 1] - a), shape=(stop - start, self.shape[1]))
+
+    def blocks(self, block_cells: int, desc: str) -> Iterator[tuple[int, sp.csr_matrix]]:
+        """(first cell, block) over every cell, with a progress bar on stderr."""
+        step = self.block_rows(block_cells)
+        for start in tqdm(range(0, self.shape[0], step), desc=desc, unit="block", file=sys.stderr, dynamic_ncols=True):
+            yield start, self.read(start, min(start + step, self.shape[0]))
+
+
+@dataclass
+class Moments:
+    """Per-gene count, sum and sum of squares of expm1(value) over some cells, in float64: the
+    mean and variance that scanpy's 'seurat' dispersion uses, accumulated block by block."""
+
+    n_genes: int
+    n: int = 0
+    s1: np.ndarray = field(init=False)
+    s2: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.s1, self.s2 = np.zeros(self.n_genes), np.zeros(self.n_genes)
+
+    def add(self, x: sp.csr_matrix) -> None:
+        y = np.expm1(x.data).astype(np.float64)  # float32 expm1, as scanpy applies it to a float32 X
+        self.s1 += np.bincount(x.indices, weights=y, minlength=self.n_genes)
+        self.s2 += np.bincount(x.indices, weights=y * y, minlength=self.n_genes)
+        self.n += x.shape[0]
+
+    def mean_var(self, genes: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and unbiased variance (R's convention, as scanpy) of the genes chosen."""
+        n = max(self.n, 1)
+        mean = self.s1[genes] / n
+        var = np.maximum(self.s2[genes] / n - mean**2, 0.0)
+        return mean, var * (n / (n - 1)) if n > 1 else var
+
+
+def seurat_dispersion(mean: np.ndarray, var: np.ndarray, n_bins: int = HVG_BINS) -> np.ndarray:
+    """scanpy's `highly_variable_genes(flavor='seurat')` normalised dispersion from per-gene mean
+    and variance of expm1(log-normalised values): log(var/mean) standardised within `n_bins`
+    equal-width bins of log1p(mean); a bin holding one gene gives it 1, an unexpressed gene NaN."""
+    mean = np.where(mean == 0, 1e-12, mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = var / mean
+        dispersion[dispersion == 0] = np.nan
+        dispersion = np.log(dispersion)
+    frame = pd.DataFrame({"disp": dispersion, "bin": pd.cut(np.log1p(mean), bins=n_bins)})
+    stats = frame.groupby("bin", observed=True)["disp"].agg(avg="mean", dev="std")
+    alone = stats["dev"].isna()
+    stats.loc[alone, "dev"] = stats.loc[alone, "avg"]
+    stats.loc[alone, "avg"] = 0.0
+    per_gene = stats.loc[frame["bin"]]
+    return (dispersion - per_gene["avg"].to_numpy()) / per_gene["dev"].to_numpy()
+
+
+def check_gene_budget(landmark: np.ndarray, n_genes: int) -> int:
+    """The number of landmarks, which `n_genes` must reach: they are what the bulk set measures, and
+    dropping some of them would be an arbitrary choice."""
+    n_land = int(landmark.sum())
+    if n_genes < n_land:
+        raise BenchError(f"--genes {n_genes}: fewer than the {n_land} L1000 landmark genes both sets measure, which are "
+                         f"all kept; ask for at least {n_land} (default {DEFAULT_GENES})")
+    return n_land
+
+
+def select_genes(landmark: np.ndarray, dispersion: np.ndarray, n_genes: int) -> np.ndarray:
+    """Which genes to keep: every landmark, then the highest normalised dispersions (NaN never;
+    ties by position) until `n_genes` in all (fewer when fewer genes vary)."""
+    n_land = check_gene_budget(landmark, n_genes)
+    finite = np.isfinite(dispersion) & ~landmark
+    candidates = np.flatnonzero(finite)
+    order = candidates[np.argsort(-dispersion[candidates], kind="stable")]
+    keep = landmark.copy()
+    keep[order[: n_genes - n_land]] = True
+    return keep
+
+
+def subsample_conditions(obs: pd.DataFrame, cap: int | None, seed: int, control: str) -> np.ndarray:
+    """Cells kept: at most `cap` per (cell type, drug, dose), a seeded random subset of each; every
+    control cell. Each cell draws one random priority and the lowest `cap` of a condition stay."""
+    n = len(obs)
+    is_control = (obs[DRUG].astype(str) == control).to_numpy()
+    if cap is None:
+        return np.ones(n, dtype=bool)
+    group = obs.groupby([CELL_TYPE, DRUG, DOSE], observed=True, sort=True).ngroup().to_numpy()
+    priority = np.random.default_rng(seed).random(n)
+    order = np.lexsort((priority, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    keep = np.zeros(n, dtype=bool)
+    keep[order] = rank < cap
+    return keep | is_control
+
+
+def most_expressed_columns(codes: np.ndarray, column_sums: np.ndarray) -> np.ndarray:
+    """Per symbol (codes: each column's symbol), the column with the largest sum over all cells, the
+    first on ties: the column `merge_duplicate_genes` keeps of normalised values, chosen here
+    from totals over the whole file rather than over one block."""
+    order = np.lexsort((np.arange(len(codes)), -column_sums, codes))
+    return order[np.r_[True, np.diff(codes[order]) != 0]]
+
+
+@dataclass
+class Scan:
+    """What the first pass over the matrix learns."""
+
+    counts: bool
+    totals: np.ndarray | None  # library size per cell (counts)
+    columns: np.ndarray  # per symbol, its file column (counts: the first, the others summed in; else the one kept)
+    moments: Moments  # per symbol, over control cells
+
+
+def scan(matrix: CellMatrix, names: pd.Index, is_control: np.ndarray, normalize: str, block_cells: int,
+         source: str) -> Scan:
+    """Pass 1: whether X holds raw counts (its first block), each cell's library size over every
+    gene, and the control cells' moments per symbol of log-normalised values (counts of duplicated
+    symbols summed, as `merge_duplicate_genes`; of normalised values the most expressed column)."""
+    n_cells, n_cols = matrix.shape
+    codes, symbols = pd.factorize(names)
+    first = matrix.read(0, min(n_cells, matrix.block_rows(block_cells)))
+    counts = looks_like_counts(first)
+    if counts and normalize == "none":
+        check_expression(ad.AnnData(first), source, log_normalised=True)  # the loader's error for refused counts
+    totals = np.zeros(n_cells) if counts else None
+    column_sums = None if counts else np.zeros(n_cols)
+    moments = Moments(len(symbols) if counts else n_cols)
+    for start, block in matrix.blocks(block_cells, "pass 1/2: library sizes, control genes"):
+        ctrl = is_control[start : start + block.shape[0]]
+        if counts:
+            totals[start : start + block.shape[0]] = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
+            if ctrl.any():
+                merged, _ = merge_duplicate_genes(block[ctrl], names, counts=True)
+                moments.add(log_normalise(merged, totals=totals[start : start + block.shape[0]][ctrl]))
+        else:
+            column_sums += np.bincount(block.indices, weights=block.data, minlength=n_cols)
+            moments.add(block[ctrl])
+    if counts:
+        return Scan(True, totals, np.unique(codes, return_index=True)[1], moments)
+    keep = most_expressed_columns(codes, column_sums)
+    per_symbol = Moments(len(symbols))
+    per_symbol.n, per_symbol.s1, per_symbol.s2 = moments.n, moments.s1[keep], moments.s2[keep]
+    return Scan(False, None, keep, per_symbol)
+
+
+def write_cells(matrix: CellMatrix, names: pd.Index, scanned: Scan, genes: np.ndarray, keep: np.ndarray,
+                block_cells: int) -> sp.csr_matrix:
+    """Pass 2: the kept cells x kept symbols (`genes`: a mask over symbols), log-normalised by each
+    cell's full library size when X holds counts, as they are otherwise."""
+    codes, _ = pd.factorize(names)
+    if scanned.counts:
+        columns = np.flatnonzero(genes[codes])  # every column of a kept symbol, in file order
+    else:
+        columns = scanned.columns[genes]  # one column per kept symbol, in symbol order
+    parts = []
+    for start, block in matrix.blocks(block_cells, "pass 2/2: kept cells and genes"):
+        rows = keep[start : start + block.shape[0]]
+        if not rows.any():
+            continue
+        x = block[rows][:, columns]
+        if scanned.counts:
+            x, _ = merge_duplicate_genes(x, names[columns], counts=True)
+            x = log_normalise(x, totals=scanned.totals[start : start + block.shape[0]][rows])
+        parts.append(x.astype(np.float32, copy=False))
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, int(genes.sum())), dtype=np.float32)
+
+
+def stored_de_lists(adata: ad.AnnData, control: str) -> dict[str, np.ndarray]:
+    """Every (cell type, drug) pair's genes in the evaluator's DE order (`rank_de_genes`: |Welch t|
+    of treated vs control cells, doses pooled), all genes ranked, as 'celltype_drug' -> symbols."""
+    ranked = rank_de_genes(adata, control)
+    slashed = next((k for k in ranked if "/" in k), None)
+    if slashed:
+        raise BenchError(f"DE list key '{slashed}': a cell type or drug name holding '/' cannot be an h5ad key; rename it")
+    names = adata.var_names.to_numpy(dtype=str)
+    return {k: names[idx] for k, idx in ranked.items()}
+
+
+def _read_metadata(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not path.is_file():
+        raise BenchError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as fh:
+            if "X" not in fh or "obs" not in fh or "var" not in fh:
+                raise BenchError(f"{path}: not an h5ad file (no X, obs or var)")
+            return read_elem(fh["obs"]), read_elem(fh["var"])
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001  h5py and anndata raise many types for a bad file
+        raise unreadable(path, "h5ad", exc) from None
+
+
+def _say(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
+
+
+def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions = PrepareOptions()) -> dict:
+    """Write `out`/sc.h5ad, bulk.h5ad and prepare.json (into a temporary sibling folder, then moved
+    into place: on any error nothing is left behind). Returns what prepare.json records."""
+    started = time.perf_counter()
+    options.check()
+    sc_path, bulk_path, out = Path(sc_path), Path(bulk_path), Path(out)
+    check_out_dir(out)
+    keys, control, source = options.keys, options.keys.control, str(sc_path)
+    table = {k: v for p in options.smiles for k, v in read_smiles_table(p).items()}
+    steps: list[str] = []
+
+    # Metadata first: every error that needs no matrix is raised before the long passes.
+    raw_obs, raw_var = _read_metadata(sc_path)
+    with checks_reported_here():
+        obs, load_info = canonical_obs(raw_obs, keys, source)
+        cells = ad.AnnData(obs=obs)
+    check_controls(cells, source, control)
+    names = pd.Index(raw_var.index.astype(str))
+    codes, symbols = pd.factorize(names)
+    dup = duplicated_symbols(names)
+    bulk = load_bulk(bulk_path, ObsKeys(control=control))
+    shared = check_shared_genes(ad.AnnData(var=pd.DataFrame(index=symbols)), bulk, source, str(bulk_path))
+    landmark = np.asarray(symbols.isin(bulk.var_names))
+    check_gene_budget(landmark, options.genes)
+    missing: dict[str, int] = {}
+    if table:
+        missing = {role: attach_smiles(adata, table, control) for role, adata in (("single_cell", cells), ("bulk", bulk))}
+        steps.append(f"SMILES attached from {len(options.smiles)} table(s) by drug name, then pert_id; drugs left "
+                     f"without one: {missing['single_cell']} single-cell, {missing['bulk']} bulk")
+    matches = align_drug_names(cells, bulk, control)
+    obs = cells.obs
+    sc_drugs = sorted(set(obs[DRUG].astype(str)) - {control})
+    steps.append(f"bulk drug names respelled as the single-cell set writes them: {len(matches)} of {len(sc_drugs)} "
+                 "single-cell drugs have bulk profiles")
+
+    with h5py.File(sc_path, "r") as fh:
+        matrix = CellMatrix(fh, sc_path)
+        if matrix.shape != (len(obs), len(names)):
+            raise BenchError(f"{sc_path}: X is {matrix.shape[0]} x {matrix.shape[1]} but obs has {len(obs)} rows and var {len(names)}")
+        is_control = (obs[DRUG].astype(str) == control).to_numpy()
+        scanned = scan(matrix, names, is_control, options.normalize, options.block_cells, source)
+        mean, var = scanned.moments.mean_var()
+        dispersion = seurat_dispersion(mean, var)
+        genes = select_genes(landmark, dispersion, options.genes)
+        keep = subsample_conditions(obs, options.max_cells_per_condition, options.seed, control)
+        x = write_cells(matrix, names, scanned, genes, keep, options.block_cells)
+    steps.append(f"X ({matrix.shape[0]:,} x {matrix.shape[1]:,}, {'dense' if matrix.dense else 'CSR'}) read in blocks of "
+                 f"{matrix.block_rows(options.block_cells):,} cells, twice")
+    if dup:
+        steps.append(f"{len(dup)} gene symbol(s) listed more than once (e.g. {', '.join(dup[:3])}): "
+                     + ("counts summed" if scanned.counts else "the column most expressed over all cells kept"))
+    steps.append(f"raw integer counts: log1p of counts per {TARGET_SUM:,.0f} of each cell's library size over all "
+                 f"{matrix.shape[1]:,} genes" if scanned.counts else "values not raw counts: written as they are (no normalisation)")
+    n_land, n_var = int(landmark.sum()), int(genes.sum() - landmark.sum())
+    steps.append(f"genes: {n_land} L1000 landmarks the bulk set shares + {n_var} most variable genes of the "
+                 f"{scanned.moments.n:,} control cells only (seurat normalised dispersion)")
+    if options.max_cells_per_condition is not None:
+        steps.append(f"cells: at most {options.max_cells_per_condition} per (cell type, drug, dose), seeded random subset "
+                     f"(seed {options.seed}); all {int(is_control.sum()):,} control cells kept")
+
+    kept_obs = obs.loc[keep].copy()
+    if SMILES in kept_obs:
+        kept_obs[SMILES] = pd.Categorical(kept_obs[SMILES])
+    stale = UNIT_COLUMNS[DOSE]  # the loader would read the canonical nM doses in the publisher's unit column
+    if stale in kept_obs:
+        kept_obs = kept_obs.rename(columns={stale: PUBLISHED + stale})
+        steps.append(f"publisher column '{stale}' renamed '{PUBLISHED + stale}': '{DOSE}' is now nM")
+    var_out = pd.DataFrame(index=pd.Index(symbols[genes], dtype=str))
+    for col in raw_var.columns:
+        var_out[col] = raw_var[col].to_numpy()[scanned.columns[genes]]
+    var_out["landmark"], var_out["highly_variable"] = landmark[genes], genes[genes] & ~landmark[genes]
+    var_out["means"], var_out["dispersions_norm"] = np.log1p(mean[genes]), dispersion[genes]
+    adata = ad.AnnData(x, obs=kept_obs, var=var_out)
+    if not adata.obs_names.is_unique:
+        adata.obs_names_make_unique()
+    check_expression(adata, source, log_normalised=True)
+    adata.uns[DE_STORE_KEY] = stored_de_lists(adata, control)
+    steps.append(f"DE lists: every (cell type, drug) pair's {adata.n_vars} genes ranked by |Welch t| vs its cell type's "
+                 f"controls (doses pooled, as the evaluator ranks them), stored in uns['{DE_STORE_KEY}']")
+
+    record = {
+        "inputs": {"sc": file_record(sc_path), "bulk": file_record(bulk_path), "smiles": [file_record(p) for p in options.smiles]},
+        "options": {**asdict(options), "keys": asdict(keys), "smiles": [str(p) for p in options.smiles]},
+        "counts": {
+            "cells_in": int(len(obs)), "cells_kept": int(adata.n_obs), "control_cells": int(is_control.sum()),
+            "genes_in": int(len(names)), "symbols_in": int(len(symbols)), "genes_kept": int(adata.n_vars),
+            "landmarks": n_land, "variable_genes": n_var, "shared_with_bulk": int(shared),
+            "cell_types": int(adata.obs[CELL_TYPE].nunique()), "drugs": len(sc_drugs), "drugs_in_bulk": len(matches),
+            "de_lists": len(adata.uns[DE_STORE_KEY]), "bulk_profiles": int(bulk.n_obs), "bulk_genes": int(bulk.n_vars),
+        },
+        "raw_counts": bool(scanned.counts),
+        "gene_selection": {"landmarks": "single-cell symbols the bulk set measures",
+                           "variable": "scanpy highly_variable_genes flavor='seurat' normalised dispersion (20 mean bins) "
+                                       "of the log-normalised values",
+                           "cells": f"control cells only ({scanned.moments.n}): no drug's response chooses the genes"},
+        "drug_matches": {d: list(m) for d, m in matches.items()},
+        "smiles_missing": missing,
+        "dose_reading": load_info,
+        "steps": steps,
+    }
+    _write(out, adata, bulk, record, started)
+    return record
+
+
+def _write(out: Path, sc: ad.AnnData, bulk: ad.AnnData, record: dict, started: float) -> None:
+    """The three outputs into a temporary sibling folder, then `replace_dir`; removed on any error."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; prepared data is meant to be shared
+        sc.write_h5ad(tmp / OUTPUTS[0])
+        bulk.write_h5ad(tmp / OUTPUTS[1])
+        record["wall_seconds"] = round(time.perf_counter() - started, 2)
+        atomic_write_json(tmp / OUTPUTS[2], record)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
