@@ -61,7 +61,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
         (RemoteFile(_ZENODO + "SrivatsanTrapnell2020_sciplex3.h5ad?download=1", "SrivatsanTrapnell2020_sciplex3.h5ad",
                     checksum="md5:c9e70629505d98c7ca1a837f62b14e89", size=2_526_631_614),),
         origin="Zenodo record 13350497 (scPerturb v1.4)",
-        checksum_note="md5 published in the Zenodo record",
+        checksum_note="md5 of the Zenodo record, as other projects pin it",
         licence="CC BY 4.0; cite Srivatsan et al. 2020 (Science) and Peidli et al. 2024 (scPerturb, Nat. Methods)",
     ),
     Source(
