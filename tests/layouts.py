@@ -109,3 +109,102 @@ def geo_gene_info(path: Path, entrez: list[int], symbols: list[str], landmark: l
     pd.DataFrame({"pr_gene_id": entrez, "pr_gene_symbol": symbols, "pr_gene_title": [f"{s} title" for s in symbols],
                   "pr_is_lm": landmark, "pr_is_bing": 1}).to_csv(path, sep="\t", index=False)
     return path
+
+
+def scperturb_sciplex3_full(path: Path, landmarks: list[str], drugs: list[str], n_cells: int = 800_000,
+                            n_genes: int = 110_983, duplicated: int = 200, control_fraction: float = 0.02,
+                            median_umis: float = 1_100.0, gene_sigma: float = 2.5, block_cells: int = 20_000,
+                            seed: int = 0) -> dict:
+    """An h5ad in scPerturb's sci-Plex3 layout at the published shape, written block by block with
+    h5py in anndata's on-disk encoding (X a CSR group: float32 counts, int32 indices, int64 indptr;
+    obs and var dataframes with categorical columns through `write_elem`), never held whole.
+
+    Genes: `landmarks` (expression x4) and filler symbols up to `n_genes` columns, `duplicated` of
+    them a second Ensembl id of an existing symbol, in shuffled order. Cells: 3 lines, a
+    `control_fraction` of vehicle controls, the rest spread over `drugs` x SCIPLEX_DOSES. Each cell's
+    UMIs are a multinomial draw of a log-normal total (median `median_umis`, sigma 0.55) over its
+    line's gene weights (log-normal, sigma `gene_sigma`, shallow and sparse as sci-Plex3), plus
+    Poisson extra UMIs on 25 target genes of its drug growing with dose. Returns the shape, nnz,
+    and the median UMIs and detected genes per cell."""
+    rng = np.random.default_rng(seed)
+    n_unique = n_genes - duplicated
+    symbols = np.array(list(landmarks) + [f"GENE{i:06d}" for i in range(n_unique - len(landmarks))], dtype=object)
+    symbols = np.concatenate([symbols, symbols[rng.choice(n_unique, duplicated, replace=False)]])
+    weight = rng.lognormal(0.0, gene_sigma, n_genes) * np.where(np.isin(symbols, landmarks), 4.0, 1.0)
+    order = rng.permutation(n_genes)
+    symbols, weight = symbols[order], weight[order]
+    line_p = [(w := weight * rng.lognormal(0.0, 0.25, n_genes)) / w.sum() for _ in LINES]
+    targets = rng.choice(np.argsort(-weight)[:5_000], (len(drugs), 25))
+    strength = rng.uniform(0.0, 0.08, len(drugs))
+
+    # Cells: within each block, grouped by line so each line's draws are made at once.
+    line = rng.integers(0, len(LINES), n_cells)
+    line = np.concatenate([np.sort(line[s : s + block_cells]) for s in range(0, n_cells, block_cells)])
+    control = rng.random(n_cells) < control_fraction
+    drug = np.where(control, -1, rng.integers(0, len(drugs), n_cells))
+    level = np.where(control, 0, rng.integers(1, len(SCIPLEX_DOSES) + 1, n_cells))
+    umis = np.maximum(100, np.round(rng.lognormal(np.log(median_umis), 0.55, n_cells))).astype(np.int64)
+    ncounts, ngenes = np.zeros(n_cells), np.zeros(n_cells, dtype=np.int64)
+
+    with h5py.File(path, "w") as fh:
+        fh.attrs["encoding-type"], fh.attrs["encoding-version"] = "anndata", "0.1.0"
+        x = fh.create_group("X")
+        x.attrs["encoding-type"], x.attrs["encoding-version"] = "csr_matrix", "0.1.0"
+        x.attrs["shape"] = np.array([n_cells, n_genes], dtype=np.int64)
+        chunk = 1 << 18
+        data = x.create_dataset("data", (0,), dtype=np.float32, maxshape=(None,), chunks=(chunk,))
+        indices = x.create_dataset("indices", (0,), dtype=np.int32, maxshape=(None,), chunks=(chunk,))
+        indptr = [np.zeros(1, dtype=np.int64)]
+        nnz = 0
+        for s in range(0, n_cells, block_cells):
+            cells = np.arange(s, min(s + block_cells, n_cells))
+            keys = []
+            for k, p in enumerate(line_p):
+                mine = cells[line[cells] == k]
+                if not len(mine):
+                    continue
+                genes = np.repeat(np.arange(n_genes, dtype=np.int64), rng.multinomial(umis[mine].sum(), p))
+                rng.shuffle(genes)
+                keys.append(np.repeat(mine - s, umis[mine]) * n_genes + genes)
+            treated = cells[~control[cells]]
+            extra = rng.poisson(umis[treated] * strength[drug[treated]] * level[treated] / len(SCIPLEX_DOSES))
+            who = np.repeat(treated, extra)
+            keys.append((who - s) * n_genes + targets[drug[who], rng.integers(0, targets.shape[1], len(who))])
+            keys = np.concatenate(keys)
+            keys.sort()
+            first = np.r_[True, keys[1:] != keys[:-1]]
+            starts = np.flatnonzero(first)
+            count = np.diff(np.r_[starts, len(keys)]).astype(np.float32)
+            row, col = np.divmod(keys[starts], n_genes)
+            per_row = np.bincount(row, minlength=len(cells))
+            ncounts[cells] = np.bincount(row, weights=count, minlength=len(cells))
+            ngenes[cells] = per_row
+            data.resize((nnz + len(count),))
+            indices.resize((nnz + len(count),))
+            data[nnz:], indices[nnz:] = count, col.astype(np.int32)
+            nnz += len(count)
+            indptr.append(nnz - len(count) + np.cumsum(per_row))
+        x.create_dataset("indptr", data=np.concatenate(indptr))
+
+        names = np.array(list(LINES))[line]
+        perturbation = np.where(control, "control", np.array(drugs, dtype=object)[np.maximum(drug, 0)])
+        dose = np.where(control, 0.0, np.array((0.0,) + SCIPLEX_DOSES)[level])
+        obs = pd.DataFrame({
+            "cell_line": pd.Categorical(names),
+            "celltype": pd.Categorical(np.array(list(LINES.values()))[line]),
+            "perturbation": pd.Categorical(perturbation),
+            "dose_value": dose,
+            "dose_unit": pd.Categorical(np.full(n_cells, "nM")),
+            "perturbation_type": pd.Categorical(np.full(n_cells, "drug")),
+            "time": np.full(n_cells, 24.0),
+            "ncounts": ncounts,
+            "ngenes": ngenes,
+            "nperts": (~control).astype(np.int64),
+        }, index=pd.Index([f"sciplex3_cell_{i}" for i in range(n_cells)]))
+        var = pd.DataFrame({"ensembl_id": [f"ENSG{i:011d}" for i in range(n_genes)]}, index=pd.Index(symbols.astype(str)))
+        ad.io.write_elem(fh, "obs", obs)
+        ad.io.write_elem(fh, "var", var)
+        for key in ("uns", "obsm", "varm", "obsp", "varp", "layers"):
+            ad.io.write_elem(fh, key, {})
+    return {"n_cells": n_cells, "n_genes": n_genes, "nnz": int(nnz), "duplicated": duplicated,
+            "median_umis": float(np.median(ncounts)), "median_genes": float(np.median(ngenes))}

@@ -127,6 +127,24 @@ def test_geo_gene_info_landmark_flag_selects_landmarks(tmp_path):
     assert bulk.obs[DOSE].tolist() == [10000.0, 0.0] and bulk.uns["bench_load"]["vehicle_signatures_replaced"] == 1
 
 
+def test_side_car_doses_with_r_escaped_micro(tmp_path):
+    """A GSE70138-style sig_info (doses only in pert_idose) whose µ was written by R as `<b5>`."""
+    folder = tmp_path / "geo"
+    folder.mkdir()
+    ids = ["REP.A001_A549_24H:A03", "REP.A001_A549_24H:A04", "REP.A001_A549_24H:A05"]
+    with h5py_file(folder / "GSE70138_Broad_LINCS_Level5_COMPZ_n3x2.gctx") as fh:
+        fh["0/DATA/0/matrix"] = np.ones((3, 2))
+        fh["0/META/ROW/id"] = np.array(["5720", "466"], dtype="S")
+        fh["0/META/COL/id"] = np.array(ids, dtype="S")
+    geo_gene_info(folder / "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt", [5720, 466], ["PSME1", "ATF1"], [1, 1])
+    pd.DataFrame({"sig_id": ids, "pert_id": ["BRD-K1", "BRD-K1", "BRD-K2"], "pert_iname": ["trametinib"] * 2 + ["dasatinib"],
+                  "pert_type": "trt_cp", "cell_id": "A549", "pert_idose": ["10 <b5>M", "0.37 <b5>M", "500 nM"],
+                  "pert_itime": "24 h", "distil_id": "x"}).to_csv(
+        folder / "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt", sep="\t", index=False)
+    bulk = load_bulk(folder / "GSE70138_Broad_LINCS_Level5_COMPZ_n3x2.gctx")
+    assert bulk.obs.loc[ids, DOSE].tolist() == pytest.approx([10000.0, 370.0, 500.0])
+
+
 def h5py_file(path):
     import h5py
 
