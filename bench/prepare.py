@@ -421,6 +421,8 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
         "dose_reading": load_info,
         "steps": steps,
     }
+    for line in steps:
+        _say(f"prepare: {line}")
     _write(out, adata, bulk, record, started)
     return record
 
@@ -435,6 +437,7 @@ def _write(out: Path, sc: ad.AnnData, bulk: ad.AnnData, record: dict, started: f
         bulk.write_h5ad(tmp / OUTPUTS[1])
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
         atomic_write_json(tmp / OUTPUTS[2], record)
+        (tmp / OUTPUTS[2]).chmod(0o644)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
