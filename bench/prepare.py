@@ -125,8 +125,10 @@ class CellMatrix:
             return sp.csr_matrix(self.elem.astype(np.float32)[start:stop])
         a, b = self.indptr[start], self.indptr[stop]
         data = self.elem["data"].astype(np.float32)[a:b]
-        indices = self.elem["indices"][a:b]
-        return sp.csr_matrix((data, indices, self.indptr[start : stop + 1] - a), shape=(stop - start, self.shape[1]))
+        index = np.int32 if b - a < np.iinfo(np.int32).max and self.shape[1] < np.iinfo(np.int32).max else np.int64
+        indices = self.elem["indices"].astype(index)[a:b]  # one index dtype: scipy would copy to the wider one
+        indptr = (self.indptr[start : stop + 1] - a).astype(index)
+        return sp.csr_matrix((data, indices, indptr), shape=(stop - start, self.shape[1]))
 
     def blocks(self, block_cells: int, desc: str) -> Iterator[tuple[int, sp.csr_matrix]]:
         """(first cell, block) over every cell, with a progress bar on stderr."""
@@ -284,7 +286,7 @@ def write_cells(matrix: CellMatrix, names: pd.Index, scanned: Scan, genes: np.nd
         rows = keep[start : start + block.shape[0]]
         if not rows.any():
             continue
-        x = block[rows][:, columns]
+        x = (block if rows.all() else block[rows])[:, columns]
         if scanned.counts:
             x, _ = merge_duplicate_genes(x, names[columns], counts=True)
             x = log_normalise(x, totals=scanned.totals[start : start + block.shape[0]][rows])

@@ -58,6 +58,10 @@ class RowIndex:
         """Every (cell type, drug) with rows, sorted."""
         return sorted(self._groups)
 
+    def cell_types_of(self, drug: str) -> list[str]:
+        """The cell types (cell lines) with rows of `drug`, sorted."""
+        return sorted(ct for ct, d in self._groups if d == drug)
+
     def rows(self, cell_type: str | None, drug: str, dose: float | None = None) -> np.ndarray:
         """Positions of `drug`'s rows in `cell_type` (None: every cell type) at `dose` (None: every dose)."""
         if cell_type is None:

@@ -20,23 +20,19 @@ from torch import nn
 
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
 from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
+from predictors.signatures import LineMatchedShifts
 
 
 def bulk_signatures(bulk, drugs: list[str], control: str) -> np.ndarray:
     """(drugs, bulk genes) dose-pooled drug-minus-control means, averaged over the cell lines that
     measured each drug; rows of drugs without bulk profiles are zero. Scaled to unit overall std."""
     x = dense(bulk.X)
-    drug_col = bulk.obs[DRUG].astype(str).to_numpy()
-    line_col = bulk.obs[CELL_TYPE].astype(str).to_numpy()
+    shifts = LineMatchedShifts(bulk.obs, control, lambda rows: x[rows].mean(axis=0))
     out = np.zeros((len(drugs), x.shape[1]), dtype=np.float32)
     for i, drug in enumerate(drugs):
-        shifts = []
-        for line in np.unique(line_col[drug_col == drug]):
-            ctrl = (drug_col == control) & (line_col == line)
-            if ctrl.any():
-                shifts.append(x[(drug_col == drug) & (line_col == line)].mean(axis=0) - x[ctrl].mean(axis=0))
-        if shifts:
-            out[i] = np.mean(shifts, axis=0)
+        shift = shifts.averaged(drug)
+        if shift is not None:
+            out[i] = shift
     scale = out[np.any(out != 0, axis=1)].std()
     return out / scale if scale > 0 else out
 

@@ -1,17 +1,19 @@
 """`knn` (paper baseline): find the training drugs whose bulk response in the same cell line is
 most similar to the test drug's, and return their single-cell responses at the same cell type
 and dose. Bulk signatures are drug-minus-control profile means (doses pooled), compared by
-Pearson r; when a cell line has no bulk data for the drug, every cell line's profiles are used.
-Signatures are computed once per (drug, cell line) from the bulk rows grouped once."""
+Pearson r, within the target cell line; when that line has no bulk data for the drug, each drug's
+in-line shifts averaged over the lines that measured it (never a drug in one line against controls
+of another: predictors/signatures.py). Signatures are computed once per (drug, cell line)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.schema import Condition, RowIndex
+from bench.schema import Condition
 from metrics.correlation import standardize_rows
 from predictors.base import Predictor, Task, dense
+from predictors.signatures import LineMatchedShifts
 
 
 class KnnBulk(Predictor):
@@ -20,21 +22,19 @@ class KnnBulk(Predictor):
 
     def fit(self, task: Task) -> None:
         self._task = task
-        self._x = dense(task.bulk.X)
-        self._rows = RowIndex(task.bulk.obs)
+        x = dense(task.bulk.X)
+        self._shifts = LineMatchedShifts(task.bulk.obs, task.control, lambda rows: x[rows].mean(axis=0))
         self._signatures: dict[tuple[str, str | None], np.ndarray | None] = {}
         self._train = {}
         for cond in task.training_conditions():
             self._train.setdefault((cond.cell_type, cond.dose), set()).add(cond.drug)
 
     def _signature(self, drug: str, line: str | None) -> np.ndarray | None:
-        """Mean bulk profile of `drug` minus that of the controls, in `line` (None: every line);
-        None without profiles of either."""
+        """Mean bulk profile of `drug` minus that of the controls in `line`; with `line` None, those
+        in-line shifts averaged over the lines that measured the drug. None without profiles."""
         key = (drug, line)
         if key not in self._signatures:
-            rows, ctrl = self._rows.rows(line, drug), self._rows.rows(line, self._task.control)
-            self._signatures[key] = (self._x[rows].mean(axis=0) - self._x[ctrl].mean(axis=0)
-                                     if rows.size and ctrl.size else None)
+            self._signatures[key] = self._shifts.in_line(drug, line) if line is not None else self._shifts.averaged(drug)
         return self._signatures[key]
 
     def neighbours(self, condition: Condition) -> list[str]:

@@ -10,9 +10,10 @@ predictions keep the single-cell heterogeneity instead of collapsing to the mean
 every treated training cell once (batches.py); a step encodes each cell type's controls once for
 all the conditions it serves.
 
-Unseen drugs (`PertBERT`): a drug is represented by what the encoder makes of its bulk profiles: the
-mean [CLS] embedding of the drug's bulk profiles minus that of the bulk controls, computed once with
-the encoder as pre-training left it (the untrained encoder for `BERT`). `PertBERTNoBulk` never reads
+Unseen drugs (`PertBERT`): a drug is represented by what the encoder makes of its bulk profiles: per
+cell line, the mean [CLS] embedding of the drug's bulk profiles minus that of the line's controls,
+averaged over the lines that measured it, computed once with the encoder as pre-training left it
+(the untrained encoder for `BERT`). `PertBERTNoBulk` never reads
 the bulk set: one learned vector per training drug, the mean of them for any other drug.
 """
 
@@ -34,6 +35,7 @@ from predictors.pertbert.batches import EpochPlanner, Step
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import EncoderConfig, FineTuneModel, FixedDrugs, LearnedDrugs, PatchEncoder
 from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
+from predictors.signatures import LineMatchedShifts
 
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -97,9 +99,10 @@ class PertBERT(Predictor):
                           task.control, device=self.device)
 
     def drug_representations(self, pre: Pretrained, bulk: ad.AnnData, drugs: list[str], control: str) -> dict[str, np.ndarray]:
-        """Mean encoder embedding of each drug's bulk profiles minus that of the bulk controls; drugs
-        without bulk profiles get none (they cannot be represented, so they are not fine-tuned on)."""
-        names = bulk.obs[DRUG].astype(str).to_numpy()
+        """What the encoder makes of each drug's bulk profiles: per cell line, the mean embedding of
+        the drug's profiles minus that of the line's controls, averaged over the lines that measured
+        the drug (predictors/signatures.py: never a drug in one line against controls of another).
+        Drugs without bulk profiles get none (they cannot be represented, so they are not fine-tuned on)."""
         device = next(pre.encoder.parameters()).device
         x = torch.from_numpy(pre.standardise(dense(bulk.X))).to(device)
         pre.encoder.eval()
@@ -109,13 +112,9 @@ class PertBERT(Predictor):
                 parts = [pre.encoder.embed(x[rows[i : i + 1024]]) for i in range(0, len(rows), 1024)]
                 return torch.cat(parts).mean(0).cpu().numpy()
 
-        base = mean_embedding(np.flatnonzero(names == control))
-        reps = {}
-        for d in drugs:
-            rows = np.flatnonzero(names == d)
-            if rows.size:
-                reps[d] = mean_embedding(rows) - base
-        return reps
+        shifts = LineMatchedShifts(bulk.obs, control, mean_embedding)
+        reps = {d: shifts.averaged(d) for d in drugs}
+        return {d: v for d, v in reps.items() if v is not None}
 
     def _inputs(self, task: Task) -> tuple[PatchEncoder, np.ndarray, nn.Module]:
         """The encoder, the single-cell column feeding each encoder gene (-1: none) and the drug input."""
