@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex, conditions_of
 from metrics import METRICS, ConditionData, Metric, SplitData, get_metrics
 from metrics.de import de_key, mean_var, rank_de_genes
 from predictors.base import dense
@@ -53,6 +53,29 @@ def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONT
             raise BenchError(f"uns['{DE_UNS_KEY}'] has no DE list for '{key}'")
         out[key] = np.array([pos[g] for g in given[key] if g in pos], dtype=int)
     return out
+
+
+INPUT_QUANTILE = 0.9  # the controls handed over per condition cover this share of conditions' cell counts
+
+
+def input_size_of(adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL) -> int:
+    """Controls to hand a predictor per condition: the smallest power of two at least the
+    INPUT_QUANTILE quantile of the cell counts of `conditions` (the run passes its training
+    conditions). Scored sets larger than that are filled by drawing predicted cells again
+    (`fixed_size`), the same rule for every predictor and for the control floor."""
+    index = RowIndex(adata.obs)
+    counts = [len(index.rows(c.cell_type, c.drug, c.dose)) for c in conditions]
+    counts = [n for n in counts if n > 0]
+    if not counts:
+        raise BenchError("no conditions with cells to size the control input from")
+    return 1 << max(0, int(np.ceil(np.quantile(counts, INPUT_QUANTILE))) - 1).bit_length()
+
+
+def reference_input_size(adata: ad.AnnData, scored: list[Condition], control: str = CONTROL) -> int | None:
+    """`input_size_of` the treated conditions of `adata` that are not being scored (for an
+    evaluator built without the run's training conditions); None when there are none."""
+    others = sorted(set(conditions_of(adata.obs, None, control)) - set(scored))
+    return input_size_of(adata, others, control) if others else None
 
 
 def condition_rng(cond: Condition, purpose: int) -> np.random.Generator:
@@ -94,7 +117,7 @@ class Evaluator:
     so a predictor can be scored at every epoch without touching the data again."""
 
     def __init__(self, adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL,
-                 metrics: list[Metric] | None = None, subset_controls: bool = True):
+                 metrics: list[Metric] | None = None, subset_controls: bool = True, input_size: int | None = None):
         self.control = control
         self.metrics = metrics or get_metrics()
         self.conditions = sorted(set(conditions))
@@ -113,8 +136,10 @@ class Evaluator:
             if rows.size == 0:
                 raise BenchError(f"no true cells for condition {c.key}")
             self._true[c] = dense(adata.X[rows])
-        # Controls handed to predictors and used as the floor: a subset of the scored size (False:
+        # Controls handed to predictors and used as the floor: a seeded subset of `input_size` (False:
         # all of them, for predictions made elsewhere, as `bench score` scores).
+        self.input_size = input_size or reference_input_size(adata, self.conditions, control) \
+            or max(len(c) for c in self._controls.values())
         self._subset = subset_controls
         self._given = {ct: self._input_controls(ct) if subset_controls else c for ct, c in self._controls.items()}
         self._de = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control, index)
@@ -123,24 +148,19 @@ class Evaluator:
         self._replicate = pd.DataFrame(index=range(len(self.conditions)))
 
     def _input_controls(self, cell_type: str) -> np.ndarray:
-        """The control cells predictors transform for this cell type: a seeded subset, in a seeded
-        order, of as many as the largest true-cell count among its conditions (no more predicted
-        cells are ever scored); every control, shuffled, when there are fewer."""
+        """The control cells predictors transform for this cell type: `input_size` of them (every
+        control when there are fewer), a seeded subset in a seeded order. The size comes from other
+        conditions' cell counts (`input_size_of`), never from the scored conditions' cells, so what a
+        predictor is handed says nothing about the cells it is scored on (their number tracks the
+        drug's toxicity, i.e. its effect)."""
         controls = self._controls[cell_type]
-        wanted = max(len(self._true[c]) for c in self.conditions if c.cell_type == cell_type)
         rng = np.random.default_rng([zlib.crc32(cell_type.encode()), SAMPLE_SEED])
-        return controls[rng.permutation(len(controls))[:wanted]]
+        return controls[rng.permutation(len(controls))[: self.input_size]]
 
     def input_rows(self, condition: Condition) -> int:
-        """How many of its cell type's given controls a predictor transforms for `condition`: the
-        smallest power of two at least its true-cell count (all given controls when that is more, or
-        when controls are not subset), so conditions of similar size are asked for in one batch and
-        no prediction is more than twice the size that is scored. Being a prefix of a seeded
-        order, those controls are a seeded random subset too."""
-        given = len(self._given[condition.cell_type])
-        if not self._subset:
-            return given
-        return min(given, 1 << max(0, (len(self._true[condition]) - 1).bit_length()))
+        """How many control cells a predictor transforms for `condition`: the same for every
+        condition of a cell type (all its given controls), whatever the condition's true cells."""
+        return len(self._given[condition.cell_type])
 
     def controls_for(self, condition: Condition) -> np.ndarray:
         """A copy of the control cells a predictor transforms for `condition` (and the floor uses)."""

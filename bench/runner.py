@@ -33,7 +33,7 @@ from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fin
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combination_problem
 from bench.errors import DataUnsuitable
-from bench.evaluation import Evaluator, calibrated
+from bench.evaluation import Evaluator, calibrated, input_size_of
 from bench.executors import LocalExecutor
 from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
@@ -90,9 +90,10 @@ class Sweep:
         if self._evaluators is None:
             obs, control = self.bench.sc.obs, self.split.control
             val_conditions = self.split.conditions(obs, VAL)
+            size = input_size_of(self.bench.sc, self.split.conditions(obs, TRAIN), control)  # training cells only
             self._evaluators = (
-                Evaluator(self.bench.sc, self.split.conditions(obs, TEST), control),
-                Evaluator(self.bench.sc, val_conditions, control) if val_conditions else None,
+                Evaluator(self.bench.sc, self.split.conditions(obs, TEST), control, input_size=size),
+                Evaluator(self.bench.sc, val_conditions, control, input_size=size) if val_conditions else None,
             )
         return self._evaluators
 

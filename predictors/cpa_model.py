@@ -5,7 +5,11 @@ so plain `CPA` predicts it from an embedding that received no training signal (c
 unused rows pulls it towards zero): it carries no information about that drug. `CPA_transfer` first
 trains the same model on the bulk set restricted to the single-cell cell lines and drugs (held-out
 drugs included), then copies the module weights into the single-cell model and fine-tunes it, so an
-unseen drug is represented by its bulk-learned embedding. See docs/baselines.md.
+unseen drug is represented by its bulk-learned embedding.
+
+Both return cells drawn from CPA's own predictive distribution (its Gaussian likelihood: per gene, the
+decoder's mean and variance at the counterfactual latent state of each control cell); option
+`sample=False` returns the decoder's means instead. See docs/baselines.md.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import copy
 import importlib.util
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Iterable
 
 import anndata as ad
@@ -75,15 +80,26 @@ def epoch_reporter(report):
     return EpochReporter()
 
 
+def predictive_distribution(module, batch: dict[str, torch.Tensor]) -> torch.distributions.Normal:
+    """CPA's predictive distribution of every row of `batch` under the Gaussian likelihood: a Normal per
+    gene whose mean and variance the decoder outputs at the row's latent state (basal + drug + cell
+    type). The same forward pass as cpa-tools' `CPAModule.get_expression`, which keeps only the mean."""
+    tensors, _ = module.mixup_data(batch, alpha=0.0)
+    _, generative = module.forward(tensors, inference_kwargs={"n_samples": 1, "covars_to_add": None},
+                                   get_generative_input_kwargs={"latent": "z"}, compute_loss=False)
+    return generative["px"]
+
+
 class CpaPredictor(Predictor):
     """`CPA`: cpa-tools' CPA on the single-cell training set; it knows nothing about an unseen drug.
 
     Gaussian loss on log-normalised data. An unseen drug's embedding row is used by no training cell,
-    so it is untrained (only weight decay moves it): the model has no information about that drug."""
+    so it is untrained (only weight decay moves it): the model has no information about that drug.
+    Predicted cells are sampled from the model's Gaussian (`sample=False`: the decoder's means)."""
 
     trainable = True
     packages = ("cpa",)
-    defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128}
+    defaults = {"epochs": 50, "n_latent": 64, "n_hidden": 256, "n_layers": 2, "batch_size": 128, "sample": True}
     search_space = {"n_latent": [32, 64], "n_hidden": [128, 256]}
 
     @classmethod
@@ -154,22 +170,37 @@ class CpaPredictor(Predictor):
         return self.predict_many([condition], lambda ct: controls)[condition]
 
     def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
-        """Counterfactual: each cell type's control cells, encoded, with the target drug and dose
-        added; many conditions' rows go through the module at once (rows are independent in eval mode)."""
+        """Counterfactual cells: with `sample` (default), one draw per control cell from CPA's Gaussian
+        (unclipped, as the model defines it), seeded by the predictor seed and the condition so a
+        condition gets the same cells alone or batched; without, the decoder's means."""
+        out = {}
+        for condition, (mean, std) in self.distribution(conditions, controls).items():
+            if self.config["sample"]:
+                rng = np.random.default_rng([self.seed, zlib.crc32(condition.key.encode())])
+                mean = mean + 0 * std * rng.standard_normal(mean.shape, dtype=np.float32)
+            out[condition] = mean
+        return out
+
+    def distribution(self, conditions: Iterable[Condition],
+                     controls: Callable[[str], np.ndarray]) -> dict[Condition, tuple[np.ndarray, np.ndarray]]:
+        """Per condition, the predictive mean and standard deviation (cells x genes) of each of that
+        cell type's control cells, encoded, with the target drug and dose added; many conditions' rows
+        go through the module at once (rows are independent in eval mode)."""
         module = self.model.module
         was_training = module.training
         module.eval()
         conditions = list(conditions)
         given = {ct: controls(ct) for ct in by_cell_type(conditions)}  # one copy per cell type
-        out: dict[Condition, np.ndarray] = {}
+        out: dict[Condition, tuple[np.ndarray, np.ndarray]] = {}
         try:
             with torch.no_grad():
                 for chunk in row_chunks(conditions, lambda c: len(given[c.cell_type]), PREDICT_ROWS):
                     parts = [self._tensors(c, given[c.cell_type]) for c in chunk]
-                    batch = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-                    px = module.get_expression(batch, n_samples=1)["px"].cpu().numpy().astype(np.float32)
+                    px = predictive_distribution(module, {key: torch.cat([p[key] for p in parts]) for key in parts[0]})
                     sizes = np.cumsum([len(given[c.cell_type]) for c in chunk])[:-1]
-                    out.update(zip(chunk, np.split(px, sizes)))
+                    means = np.split(px.loc.cpu().numpy().astype(np.float32), sizes)
+                    stds = np.split(px.scale.cpu().numpy().astype(np.float32), sizes)
+                    out.update(zip(chunk, zip(means, stds)))
         finally:
             module.train(was_training)
         return out

@@ -92,3 +92,44 @@ def test_truth_reaches_only_predictors_that_declare_it(smoke):
     assert task.truth is None and "bench_truth" not in task.train.uns
     with pytest.raises(KeyError):
         task.train.uns["bench_truth"]
+
+
+HANDED: list[list] = []
+
+
+class Recorder(Predictor):
+    """Records what it is handed, call by call: the conditions of each batch, in order, and the
+    size and content of the controls it receives for each."""
+
+    def fit(self, task: Task) -> None:
+        HANDED.append([])
+
+    def predict(self, condition, controls):
+        return controls
+
+    def predict_many(self, conditions, controls):
+        HANDED[-1].append([(c.key, controls(c.cell_type).shape, controls(c.cell_type).tobytes().__hash__()) for c in conditions])
+        return {c: controls(c.cell_type) for c in conditions}
+
+
+def test_no_side_channel_from_the_test_cells_through_what_is_handed_over(smoke, tmp_path, monkeypatch):
+    """Two data sets that differ only in the held-out conditions' cells (most of them removed, so
+    their counts change): the predictor is handed the same controls, in the same sizes, batches and
+    order, in both runs."""
+    from splits import get_split
+
+    monkeypatch.setitem(BUILTIN, "recorder", (f"{__name__}:Recorder", {}))
+    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    held = (split.labels.to_numpy() != "train")
+    drop = held & (np.arange(smoke.sc.n_obs) % 3 != 0)  # two thirds of every held-out condition's cells
+    sc = smoke.sc.copy()
+    del sc.uns["bench_truth"]
+    sc.write_h5ad(tmp_path / "sc.h5ad")
+    sc[~drop].copy().write_h5ad(tmp_path / "fewer.h5ad")
+    smoke.bulk.write_h5ad(tmp_path / "bulk.h5ad")
+    HANDED.clear()
+    for name in ("sc", "fewer"):
+        argv = ["run", "--sc", str(tmp_path / f"{name}.h5ad"), "--bulk", str(tmp_path / "bulk.h5ad"),
+                "--predictors", "recorder", "--out", str(tmp_path / name)]
+        assert main(argv) == 0
+    assert len(HANDED) == 2 and HANDED[0] and HANDED[0] == HANDED[1]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from bench.evaluation import Evaluator, calibrate, calibrated, fixed_size
+from bench.evaluation import Evaluator, calibrate, calibrated, fixed_size, input_size_of
 from bench.headline import headline, interval, paired_comparison
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition, conditions_of, same_dose
 from metrics import METRICS
@@ -56,9 +56,10 @@ def test_calibrate_is_bounded_defined_and_direction_aware():
     np.testing.assert_allclose(values, [-0.4, 0.0, 0.0])
 
 
-def test_each_condition_transforms_a_seeded_subset_of_about_its_scored_size(smoke):
-    """A predictor asked through `collect` gets, per condition, the first k of one seeded shuffle of
-    the cell type's controls, k the smallest power of two at least the true-cell count (or all)."""
+def test_what_a_predictor_is_handed_does_not_depend_on_the_scored_cells(smoke):
+    """A predictor asked through `collect` gets, for every condition of a cell type, the same first
+    k of one seeded shuffle of its controls, k from the other (training) conditions' cell counts: not
+    the condition's true-cell count (a side channel: it tracks toxicity), nor anything of its cells."""
     split = get_split("unseen_drugs", smoke.sc, seed=0)
     conditions = split.conditions(smoke.sc.obs, TEST)
     keep = np.ones(smoke.sc.n_obs, dtype=bool)
@@ -66,24 +67,39 @@ def test_each_condition_transforms_a_seeded_subset_of_about_its_scored_size(smok
         rows = np.flatnonzero((smoke.sc.obs[DRUG] == c.drug).to_numpy() & (smoke.sc.obs[CELL_TYPE] == c.cell_type).to_numpy()
                               & same_dose(smoke.sc.obs[DOSE].to_numpy(), c.dose))
         keep[rows[2 + i % len(rows):]] = False
-    ev = Evaluator(smoke.sc[keep].copy(), conditions)
-    seen: dict[Condition, np.ndarray] = {}
+    uneven, full = smoke.sc[keep].copy(), smoke.sc
+    size = input_size_of(full, split.conditions(full.obs, "train"))
+    handed, true_counts = [], []
+    for adata in (uneven, full):
+        ev = Evaluator(adata, conditions, input_size=size)
+        seen: dict[Condition, np.ndarray] = {}
 
-    def record(conditions, controls):
-        for c in conditions:
-            seen[c] = controls(c.cell_type)
-        return {c: seen[c] for c in conditions}
+        def record(conds, controls, seen=seen):
+            for c in conds:
+                seen[c] = controls(c.cell_type)
+            return {c: seen[c] for c in conds}
 
-    sets, counts = ev.collect(record)
-    for c in ev.conditions:
-        n_true, given = len(ev.true_cells(c)), seen[c]
-        np.testing.assert_array_equal(given, ev.controls_for(c))
-        assert counts[c] == len(given) >= min(n_true, len(ev.control_source()(c.cell_type)))
-        assert len(given) == len(ev.control_source()(c.cell_type)) or (len(given) < 2 * n_true and len(given) & (len(given) - 1) == 0)
-        np.testing.assert_array_equal(given, ev.control_source()(c.cell_type)[: len(given)])  # one order, prefixes
-        assert len(sets[c]) == n_true
-    sizes = {len(seen[c]) for c in ev.conditions}
-    assert len(sizes) > 1  # conditions of different sizes get different numbers of controls
+        sets, counts = ev.collect(record)
+        for c in ev.conditions:
+            np.testing.assert_array_equal(seen[c], ev.controls_for(c))
+            assert len(seen[c]) == min(size, len(ev._controls[c.cell_type])) == counts[c]
+            assert len(sets[c]) == len(ev.true_cells(c))  # scored at the truth's size, drawn again when larger
+        handed.append(seen)
+        true_counts.append([len(ev.true_cells(c)) for c in conditions])
+    assert true_counts[0] != true_counts[1] and len(set(true_counts[0])) > 1  # the scored cells did change
+    for c in conditions:  # the same controls whatever the scored cells are
+        np.testing.assert_array_equal(handed[0][c], handed[1][c])
+    assert len({len(v) for v in handed[0].values()}) == 1
+
+
+def test_the_input_size_comes_from_the_training_conditions(smoke):
+    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    obs = smoke.sc.obs
+    train = split.conditions(obs, "train")
+    counts = [int(((obs[DRUG] == c.drug) & (obs[CELL_TYPE] == c.cell_type) & same_dose(obs[DOSE].to_numpy(), c.dose)).sum())
+              for c in train]
+    size = input_size_of(smoke.sc, train)
+    assert size & (size - 1) == 0 and size >= np.quantile(counts, 0.9) > size / 2
 
 
 def test_controls_score_zero_on_every_calibrated_metric_and_nothing_is_nan_or_above_one(setup, oracle):

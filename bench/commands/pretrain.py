@@ -1,4 +1,5 @@
-"""`bench pretrain`: PertBERT bulk pre-training in the paper's three Table 1 settings."""
+"""`bench pretrain`: PertBERT bulk pre-training in the paper's three Table 1 settings, metrics on
+held-out conditions (every replicate of a held-out (cell line, drug, dose) is left out of training)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,29 @@ from bench.commands.data import add_data_arguments, load_benchmark
 from bench.errors import BenchError
 from bench.io import atomic_write_csv
 from bench.schema import CELL_TYPE, DRUG
-from predictors.pertbert.pretrain import TABLE1, pretrained
+from predictors.pertbert.pretrain import STAGES, TABLE1, pretrained
 
-COLUMNS = ["methods", "mask_percentage", "dataset", "cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out"]
+COLUMNS = ["methods", "mask_percentage", "dataset", "stages", "cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles",
+           "held_out", "held_out_conditions"]
+METRICS = ["cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out", "held_out_conditions"]
 UNITS = "mask_rmse: standardised units (per-gene z-scores over the bulk set); dose_rmse: log10(nM + 1)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pre-train PertBERT on the bulk set; print the Table 1 metrics")
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the predictors' default)")
+    p.add_argument("--stages", type=int, default=1, choices=STAGES,
+                   help="four-task pre-training in 1 stage (all tasks throughout) or 2 (masking alone for the first "
+                        "half of the epochs, then the four tasks, as in the paper); one-task rows have one (default: 1)")
     p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
     p.add_argument("--out", type=Path, default=None, help="also write the table as CSV here")
     add_data_arguments(p)
     p.set_defaults(func=run)
 
 
-def table1(bench, cache_dir: Path, epochs: int | None = None) -> pd.DataFrame:
-    """One row per Table 1 setting, metrics on held-out bulk profiles (cached checkpoints reused)."""
+def table1(bench, cache_dir: Path, epochs: int | None = None, stages: int = 1) -> pd.DataFrame:
+    """One row per Table 1 setting, metrics on held-out bulk conditions (cached checkpoints reused);
+    `stages` applies to the four-task setting."""
     if bench.bulk is None:
         raise BenchError("bench pretrain needs a bulk data set")
     cell_types = sorted(set(bench.sc.obs[CELL_TYPE].astype(str)))
@@ -39,25 +46,30 @@ def table1(bench, cache_dir: Path, epochs: int | None = None) -> pd.DataFrame:
     for setting in tqdm(TABLE1.values(), desc="pre-training", unit="setting"):
         if epochs is not None:
             setting = replace(setting, epochs=epochs)
+        setting = setting.with_stages(stages)
         model = pretrained(cache_dir, bench.bulk, setting, cell_types, drugs, control=bench.control)
         m = model.metrics
         rows.append({
             "methods": "four-task" if setting.four_task else "one-task",
             "mask_percentage": round(100 * setting.mask),
             "dataset": setting.data,
-            **{k: m.get(k) for k in ("cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out")},
+            "stages": setting.stages,
+            **{k: m.get(k) for k in METRICS},
         })
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def markdown(frame: pd.DataFrame) -> str:
+    """The table in markdown; a table written before a column existed shows the columns it has."""
+    columns = [c for c in COLUMNS if c in frame]
+
     def fmt(col: str, v) -> str:
         if v is None or pd.isna(v):
             return "-"
         return f"{100 * v:.2f}%" if col.endswith("_acc") else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(c, row[c]) for c in COLUMNS) + " |" for _, row in frame.iterrows()]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(c, row[c]) for c in columns) + " |" for _, row in frame.iterrows()]
     return "\n".join(lines)
 
 
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
     bench = load_benchmark(args)
-    frame = table1(bench, args.cache_dir, args.epochs)
+    frame = table1(bench, args.cache_dir, args.epochs, args.stages)
     print(markdown(frame))
     print(UNITS, file=sys.stderr)
     if args.out is not None:

@@ -81,6 +81,7 @@ class PertBERT(Predictor):
         "decoder_steps": 8,
         "decoder_hidden": 64,
         "pretrain_epochs": 12,
+        "pretrain_stages": 1,  # 2: masking alone for half the pre-training epochs, then the four tasks
         "device": "auto",  # cuda when available, else cpu
     }
 
@@ -94,6 +95,7 @@ class PertBERT(Predictor):
         if self.config["pretrain"] not in VARIANT_SETTINGS:
             raise BenchError(f"PertBERT: unknown pretrain '{self.config['pretrain']}': expected one of {', '.join(VARIANT_SETTINGS)}")
         setting = replace(VARIANT_SETTINGS[self.config["pretrain"]], epochs=self.config["pretrain_epochs"])
+        setting = setting.with_stages(self.config["pretrain_stages"])
         cell_types = sorted(set(task.train.obs[CELL_TYPE].astype(str)))
         return pretrained(task.cache_dir, task.bulk, setting, cell_types, task_drugs(task), self._encoder_config(),
                           task.control, device=self.device)
@@ -143,18 +145,22 @@ class PertBERT(Predictor):
             return self.model.drugs(rows).cpu().numpy()
 
     def fit(self, task: Task) -> None:
-        torch.manual_seed(self.seed)
         self.device = resolve_device(self.config["device"])
         train = task.train
         x = dense(train.X)
         self._mean, self._std = x.mean(axis=0), x.std(axis=0) + 1e-3
         self._cell_types = sorted(set(train.obs[CELL_TYPE].astype(str)))
-        encoder, source, drugs = self._inputs(task)
+        with torch.random.fork_rng(devices=[]):  # weights from the seed alone, not from the global stream's state
+            torch.default_generator.manual_seed(self.seed)
+            encoder, source, drugs = self._inputs(task)
         if (source < 0).all():
             raise BenchError("PertBERT: no gene is shared between the encoder's and the single-cell genes")
         self._source = torch.from_numpy(source).to(self.device)
-        self.model = FineTuneModel(encoder, drugs, encoder.cfg.width, len(self._cell_types), train.n_vars, self.config["decoder"],
-                                   self.config["decoder_steps"], self.config["decoder_hidden"]).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # own stream: a cache hit or miss above cannot shift it
+            torch.default_generator.manual_seed(int(np.random.default_rng(self.seed).integers(2**62)))
+            self.model = FineTuneModel(encoder, drugs, encoder.cfg.width, len(self._cell_types), train.n_vars,
+                                       self.config["decoder"], self.config["decoder_steps"],
+                                       self.config["decoder_hidden"]).to(self.device)
         self._train_loop(task, torch.from_numpy(self._standardise(x)).to(self.device))
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:

@@ -3,18 +3,28 @@
 Pre-training sets: `whole` (every bulk profile), `subset` (a curated subset: the profiles of the
 best-covered half of the bulk cell lines, always including the single-cell ones), `transfer` (bulk
 restricted to the single-cell cell lines and drugs, held-out drugs included). Values are
-standardised per gene over the whole bulk set. 10% of the chosen profiles are held out to report
-cell_acc, drug_acc, dose_rmse (log10 nM+1) and mask_rmse (standardised units).
+standardised per gene over the whole bulk set. About 10% of the chosen profiles are held out, whole
+conditions (cell line, drug, dose) at a time so no replicate of a held-out condition is trained on,
+to report cell_acc, drug_acc, dose_rmse (log10 nM+1) and mask_rmse (standardised units).
+
+Four-task pre-training runs in one stage (every task from the first epoch) or, as the paper has it,
+two: masked-value regression alone for the first half of the epochs, then all four tasks.
+
+Weights are initialised from local seeds (`local_seed`), never from whatever state torch's global
+generator was left in, so a checkpoint read from the cache and one just trained give the same runs.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -26,11 +36,24 @@ from predictors.base import dense
 from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
 
 DATA_SETS = ("whole", "subset", "transfer")
+STAGES = (1, 2)
+HELD_OUT_FRACTION = 0.1
+
+
+@contextmanager
+def local_seed(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU generator seeded to `seed`, then restore the generator's state:
+    what the block draws (module initialisation) depends on `seed` alone, and it takes nothing from
+    the draws of whatever runs after it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 @dataclass(frozen=True)
 class PretrainSetting:
-    """One pre-training configuration: which bulk profiles, which tasks, how much masking."""
+    """One pre-training configuration: which bulk profiles, which tasks, how much masking, and in how
+    many stages (2: masking alone for the first `epochs // 2` epochs, then the four tasks)."""
 
     data: str
     four_task: bool
@@ -39,10 +62,29 @@ class PretrainSetting:
     batch: int = 128
     lr: float = 1e-3
     seed: int = 0
+    stages: int = 1
+
+    def __post_init__(self) -> None:
+        if self.stages not in STAGES:
+            raise BenchError(f"pre-training stages {self.stages}: expected 1 or 2")
+        if self.stages == 2 and not self.four_task:
+            raise BenchError("two-stage pre-training needs the four tasks (its first stage is the one task)")
 
     @property
     def label(self) -> str:
-        return f"{'four' if self.four_task else 'one'}-task {self.mask:.0%} {self.data}"
+        staged = ", two stages" if self.stages == 2 else ""
+        return f"{'four' if self.four_task else 'one'}-task {self.mask:.0%} {self.data}{staged}"
+
+    def with_stages(self, stages: int) -> PretrainSetting:
+        """This setting pre-trained in `stages` stages; a one-task setting has a single stage whatever
+        is asked (masking alone is the first stage), so it keeps one checkpoint."""
+        if stages not in STAGES:
+            raise BenchError(f"pre-training stages {stages}: expected 1 or 2")
+        return replace(self, stages=stages) if self.four_task else self
+
+    def tasks_at(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based) trains the cell-line, drug and dose heads."""
+        return self.four_task and (self.stages == 1 or epoch >= self.epochs // 2)
 
 
 # The paper's Table 1 rows, and the settings its fine-tuned variants start from.
@@ -81,6 +123,23 @@ def select_profiles(bulk: ad.AnnData, data: str, sc_cell_types: list[str], sc_dr
         where = " of the single-cell cell lines and drugs" if data == "transfer" else ""
         raise DataUnsuitable(f"pre-training set '{data}' has only {rows.size} bulk profiles{where} (at least 20 needed)")
     return rows
+
+
+def hold_out_conditions(obs: pd.DataFrame, rows: np.ndarray, seed: int,
+                        fraction: float = HELD_OUT_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Split `rows` of `obs` into (held out, training) by whole conditions (cell line, drug, dose): a
+    seeded random order of the conditions is taken until it covers `fraction` of the rows (at least
+    10), so every replicate of a condition falls on one side. At least one condition is trained on."""
+    keys = obs.iloc[rows][[CELL_TYPE, DRUG, DOSE]].astype({CELL_TYPE: str, DRUG: str, DOSE: float})
+    condition = keys.groupby([CELL_TYPE, DRUG, DOSE], sort=True, dropna=False).ngroup().to_numpy()
+    sizes = np.bincount(condition)
+    if len(sizes) < 2:
+        raise DataUnsuitable(f"the {len(rows)} pre-training profiles are all one condition: none can be held out")
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    target = max(10, round(fraction * len(rows)))
+    n_held = min(int(np.searchsorted(np.cumsum(sizes[order]), target)) + 1, len(sizes) - 1)
+    held = np.isin(condition, order[:n_held])
+    return rows[held], rows[~held]
 
 
 @dataclass
@@ -141,14 +200,16 @@ class Pretrained:
 
 
 def untrained(bulk: ad.AnnData, cfg_overrides: dict, seed: int, control: str = CONTROL) -> Pretrained:
-    """A randomly initialised encoder over the bulk genes (the `BERT` variant: no pre-training)."""
+    """A randomly initialised encoder over the bulk genes (the `BERT` variant: no pre-training), its
+    weights drawn from `seed` alone."""
     x = dense(bulk.X)
-    torch.manual_seed(seed)
     cfg = EncoderConfig(n_genes=bulk.n_vars, **cfg_overrides)
     lines = sorted(set(bulk.obs[CELL_TYPE].astype(str)))
     drugs = sorted(set(bulk.obs[DRUG].astype(str)))
-    return Pretrained(PatchEncoder(cfg), PretrainHeads(cfg, len(lines), len(drugs)), np.asarray(bulk.var_names),
-                      x.mean(axis=0), x.std(axis=0) + 1e-6, lines, drugs, {}, None)
+    with local_seed(seed):
+        encoder, heads = PatchEncoder(cfg), PretrainHeads(cfg, len(lines), len(drugs))
+    return Pretrained(encoder, heads, np.asarray(bulk.var_names), x.mean(axis=0), x.std(axis=0) + 1e-6, lines, drugs,
+                      {}, None)
 
 
 def _random_mask(shape: tuple[int, int], ratio: float, gen: torch.Generator) -> torch.Tensor:
@@ -176,14 +237,12 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
              cfg_overrides: dict | None = None, control: str = CONTROL, progress=None,
              device: torch.device | str = "cpu") -> Pretrained:
     """Pre-train an encoder on one bulk set with masked-value regression (and, four-task, the
-    cell-line, drug and dose heads) on `device`; returns it on the CPU with Table 1 metrics on
-    held-out profiles."""
+    cell-line, drug and dose heads; two-stage: only from the second half of the epochs) on
+    `device`; returns it on the CPU with Table 1 metrics on held-out conditions. Everything random
+    (initialisation, hold-out, order, masks) comes from `setting.seed`."""
     model = untrained(bulk, cfg_overrides or {}, setting.seed, control).to(device)
     rows = select_profiles(bulk, setting.data, sc_cell_types, sc_drugs, control)
-    rng = np.random.default_rng(setting.seed)
-    rows = rng.permutation(rows)
-    n_held = max(10, len(rows) // 10)
-    held, train = rows[:n_held], rows[n_held:]
+    held, train = hold_out_conditions(bulk.obs, rows, setting.seed)
     x_all = model.standardise(dense(bulk.X))
     line_idx = {c: i for i, c in enumerate(model.cell_lines)}
     drug_idx = {d: i for i, d in enumerate(model.drugs)}
@@ -204,7 +263,7 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
             out = model.heads(model.encoder(x[b], hidden))
             sel = hidden.bool()
             loss = ((out["values"] - x[b])[sel] ** 2).mean()
-            if setting.four_task:
+            if setting.tasks_at(epoch):
                 loss = loss + nn.functional.cross_entropy(out["cell_line"], cell[b])
                 loss = loss + nn.functional.cross_entropy(out["drug"], drug[b])
                 loss = loss + ((out["dose"] - dose[b]) ** 2).mean()
@@ -214,7 +273,9 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
         if progress is not None:
             progress(epoch + 1, float(loss))
     h = torch.from_numpy(held).to(device)
-    model.metrics = {"profiles": int(len(rows)), "held_out": int(n_held), **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
+    n_conditions = len(bulk.obs.iloc[held][[CELL_TYPE, DRUG, DOSE]].drop_duplicates())
+    model.metrics = {"profiles": int(len(rows)), "held_out": int(len(held)), "held_out_conditions": n_conditions,
+                     **evaluate(model, x[h], cell[h], drug[h], dose[h], setting)}
     model.setting = setting
     return model.to("cpu")
 
@@ -222,9 +283,11 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
 def checkpoint_path(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, cfg_overrides: dict,
                     sc_cell_types: list[str], sc_drugs: list[str]) -> Path:
     """Where the checkpoint of this exact configuration and bulk data lives. The key holds the whole
-    encoder shape, defaults resolved, so a changed default never finds an older checkpoint."""
+    setting (stages included) and encoder shape, defaults resolved, so a changed default never finds
+    an older checkpoint; `held_out` marks checkpoints whose metrics hold out whole conditions."""
     encoder = EncoderConfig(n_genes=bulk.n_vars, **cfg_overrides).to_dict()
-    key = config_hash({"setting": asdict(setting), "encoder": encoder, "sc_cell_types": sorted(sc_cell_types),
+    key = config_hash({"setting": asdict(setting), "encoder": encoder, "held_out": "conditions",
+                       "sc_cell_types": sorted(sc_cell_types),
                        "sc_drugs": sorted(sc_drugs) if setting.data == "transfer" else None})
     return Path(cache_dir) / "pertbert" / f"{setting.data}-{key}-{adata_fingerprint(bulk)}.pt"
 
