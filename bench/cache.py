@@ -25,12 +25,21 @@ def split_fingerprint(split: Split) -> dict:
     return {"name": split.name, "seed": split.seed, "labels": h.hexdigest()[:16]}
 
 
+# How runs are scored: bump on any change to a metric, the sampling or input rules, calibration or
+# the references, so finished runs scored the old way are recomputed, never reused.
+#   1: (implicit) every predicted set sampled to the truth's size; inputs sized by the true counts
+#   2: inputs sized from training conditions only; the paper's six and mean-based metrics on every
+#      predicted cell (sets capped at the input size); replicate DE genes from its truth half only
+SCORING_VERSION = 2
+
+
 def run_key(predictor: str, options: dict, split: dict, seed: int, max_epochs: int | None, metrics: list[str],
             data: dict) -> str:
-    """The cache key of one (predictor, split, seed) run: everything its numbers depend on."""
+    """The cache key of one (predictor, split, seed) run: everything its numbers depend on, the
+    scoring version included."""
     return config_hash({
         "predictor": predictor, "options": options, "split": split, "seed": seed,
-        "max_epochs": max_epochs, "metrics": sorted(metrics), "data": data,
+        "max_epochs": max_epochs, "metrics": sorted(metrics), "data": data, "scoring": SCORING_VERSION,
     })
 
 
@@ -39,12 +48,27 @@ def run_dir(out_dir: Path, predictor: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / predictor / f"seed{seed}"
 
 
+def _saved(out_dir: Path, predictor: str, seed: int) -> dict | None:
+    try:
+        return json.loads((run_dir(out_dir, predictor, seed) / "result.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def finished(out_dir: Path, predictor: str, seed: int, key: str) -> dict | None:
     """The saved result of a successful run with this key, or None (absent, other key, failed or
     skipped: those are computed again)."""
-    path = run_dir(out_dir, predictor, seed) / "result.json"
-    try:
-        result = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    result = _saved(out_dir, predictor, seed)
+    return result if result and result.get("run_key") == key and result.get("status") == "ok" else None
+
+
+def stale_reason(out_dir: Path, predictor: str, seed: int, key: str) -> str | None:
+    """Why a saved successful run is not reused ('it was scored under scoring version 1, now 2', or
+    'its configuration or data changed'); None when there is none or it is reused."""
+    result = _saved(out_dir, predictor, seed)
+    if not result or result.get("status") != "ok" or result.get("run_key") == key:
         return None
-    return result if result.get("run_key") == key and result.get("status") == "ok" else None
+    version = result.get("scoring_version", 1)
+    if version != SCORING_VERSION:
+        return f"it was scored under scoring version {version}, now {SCORING_VERSION}"
+    return "its configuration or data changed"

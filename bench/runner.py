@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bench.cache import data_fingerprints, finished, run_dir, run_key, split_fingerprint
+from bench.cache import SCORING_VERSION, data_fingerprints, finished, run_dir, run_key, split_fingerprint, stale_reason
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combination_problem
 from bench.errors import DataUnsuitable
@@ -393,7 +393,7 @@ def execute(sweep: Sweep, job: Job, bar=None) -> tuple[dict, pd.DataFrame, pd.Da
     test_eval, val_eval = sweep.evaluators()
     result, epochs, conditions = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval,
                                          sweep.config, bar)
-    return {**result, "run_key": job.key}, epochs, conditions
+    return {**result, "run_key": job.key, "scoring_version": SCORING_VERSION}, epochs, conditions
 
 
 def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
@@ -429,6 +429,10 @@ def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Pa
             results[job] = done
     pending = [job for job in jobs if job not in results]
     tqdm.write(f"runs: {len(results)} reused (finished, same key), {len(pending)} to compute", file=sys.stderr)
+    for job in pending:
+        why = None if config.force else stale_reason(out_dir, job.predictor, job.seed, job.key)
+        if why:
+            tqdm.write(f"{job.predictor} (seed {job.seed}): recomputed: {why}", file=sys.stderr)
     with tqdm(total=len(pending), desc="runs", unit="run", dynamic_ncols=True) as bar:
         work = partial(execute, bar=bar) if executor.in_process else execute
         for job, output in executor.map(work, Sweep(bench, split, config), pending, lambda j: j.resources):

@@ -177,7 +177,7 @@ class CpaPredictor(Predictor):
         for condition, (mean, std) in self.distribution(conditions, controls).items():
             if self.config["sample"]:
                 rng = np.random.default_rng([self.seed, zlib.crc32(condition.key.encode())])
-                mean = mean + 0 * std * rng.standard_normal(mean.shape, dtype=np.float32)
+                mean = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
             out[condition] = mean
         return out
 

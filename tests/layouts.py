@@ -113,24 +113,29 @@ def geo_gene_info(path: Path, entrez: list[int], symbols: list[str], landmark: l
 
 def scperturb_sciplex3_full(path: Path, landmarks: list[str], drugs: list[str], n_cells: int = 800_000,
                             n_genes: int = 110_983, duplicated: int = 200, control_fraction: float = 0.02,
-                            median_umis: float = 1_100.0, gene_sigma: float = 2.5, block_cells: int = 20_000,
-                            seed: int = 0) -> dict:
+                            median_umis: float = 1_100.0, gene_sigma: float = 2.5, landmark_top: int = 6_000,
+                            block_cells: int = 20_000, seed: int = 0) -> dict:
     """An h5ad in scPerturb's sci-Plex3 layout at the published shape, written block by block with
     h5py in anndata's on-disk encoding (X a CSR group: float32 counts, int32 indices, int64 indptr;
     obs and var dataframes with categorical columns through `write_elem`), never held whole.
 
-    Genes: `landmarks` (expression x4) and filler symbols up to `n_genes` columns, `duplicated` of
-    them a second Ensembl id of an existing symbol, in shuffled order. Cells: 3 lines, a
+    Genes: `landmarks` and filler symbols up to `n_genes` columns, `duplicated` of them a second
+    Ensembl id of an existing symbol, in shuffled order; gene weights are log-normal (sigma
+    `gene_sigma`) and the landmarks take random ranks among the `landmark_top` most expressed
+    (L1000 chose well-expressed genes). Cells: 3 lines, a
     `control_fraction` of vehicle controls, the rest spread over `drugs` x SCIPLEX_DOSES. Each cell's
     UMIs are a multinomial draw of a log-normal total (median `median_umis`, sigma 0.55) over its
-    line's gene weights (log-normal, sigma `gene_sigma`, shallow and sparse as sci-Plex3), plus
+    line's gene weights (each line's a log-normal factor off the common ones), plus
     Poisson extra UMIs on 25 target genes of its drug growing with dose. Returns the shape, nnz,
     and the median UMIs and detected genes per cell."""
     rng = np.random.default_rng(seed)
     n_unique = n_genes - duplicated
     symbols = np.array(list(landmarks) + [f"GENE{i:06d}" for i in range(n_unique - len(landmarks))], dtype=object)
     symbols = np.concatenate([symbols, symbols[rng.choice(n_unique, duplicated, replace=False)]])
-    weight = rng.lognormal(0.0, gene_sigma, n_genes) * np.where(np.isin(symbols, landmarks), 4.0, 1.0)
+    rank = np.empty(n_genes, dtype=np.int64)
+    rank[: len(landmarks)] = rng.choice(landmark_top, len(landmarks), replace=False)
+    rank[len(landmarks) :] = rng.permutation(np.setdiff1d(np.arange(n_genes), rank[: len(landmarks)]))
+    weight = np.sort(rng.lognormal(0.0, gene_sigma, n_genes))[::-1][rank]
     order = rng.permutation(n_genes)
     symbols, weight = symbols[order], weight[order]
     line_p = [(w := weight * rng.lognormal(0.0, 0.25, n_genes)) / w.sum() for _ in LINES]

@@ -139,3 +139,22 @@ def test_a_killed_sweep_leaves_only_whole_runs_and_resumes(tmp_path):
     resumed = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert "runs: 2 reused (finished, same key), 1 to compute" in resumed.stderr
     assert len(list(out.glob("runs/*/seed0/result.json"))) == 3
+
+
+def test_a_run_scored_under_an_older_scoring_version_is_recomputed(tmp_path, capsys):
+    from bench.cache import SCORING_VERSION
+
+    out = tmp_path / "out"
+    argv = ["run", "--data", "smoke", "--predictors", "control_mean,train_mean", "--out", str(out)]
+    assert main(argv) == 0
+    path = out / "runs/train_mean/seed0/result.json"
+    result = json.loads(path.read_text())
+    assert result["scoring_version"] == SCORING_VERSION
+    old = {**result, "scoring_version": SCORING_VERSION - 1, "run_key": "0" * 16}  # as an older bench wrote it
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "runs: 1 reused (finished, same key), 1 to compute" in err
+    assert f"train_mean (seed 0): recomputed: it was scored under scoring version {SCORING_VERSION - 1}, now {SCORING_VERSION}" in err
+    assert json.loads(path.read_text())["scoring_version"] == SCORING_VERSION

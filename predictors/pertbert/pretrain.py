@@ -271,7 +271,7 @@ def pretrain(bulk: ad.AnnData, setting: PretrainSetting, sc_cell_types: list[str
             loss.backward()
             opt.step()
         if progress is not None:
-            progress(epoch + 1, float(loss))
+            progress(epoch + 1, float(loss.detach()))
     h = torch.from_numpy(held).to(device)
     n_conditions = len(bulk.obs.iloc[held][[CELL_TYPE, DRUG, DOSE]].drop_duplicates())
     model.metrics = {"profiles": int(len(rows)), "held_out": int(len(held)), "held_out_conditions": n_conditions,
