@@ -21,7 +21,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex, conditions_of
 from metrics import METRICS, ConditionData, Metric, SplitData, get_metrics
-from metrics.de import de_key, mean_var, rank_de_genes
+from metrics.de import de_key, mean_var, rank_by_abs_t, rank_de_genes
 from predictors.base import dense
 
 # Bytes of control-sized predictions requested from a predictor at once when scoring it.
@@ -36,6 +36,7 @@ FLOOR_GAP = 1e-12  # a floor this close to the best value leaves nothing to cali
 # Seeds of the per-condition samples: the predicted set and the control floor use the same draw, so
 # a predictor that returns the controls scores exactly the floor.
 SAMPLE_SEED, REPLICATE_SEED = 0, 1
+CAP_SEED = 7  # the sample that caps an oversized predicted set at the input size
 
 
 def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONTROL,
@@ -191,6 +192,14 @@ class Evaluator:
             raise BenchError(f"prediction for {cond.key} contains NaN or infinite values")
         return pred
 
+    def cap(self, cond: Condition, cells: np.ndarray) -> np.ndarray:
+        """Equal sets for every predictor: at most `input_size` predicted cells (as many as it was
+        handed controls; a seeded sample of larger sets, such as knn's and random's training cells),
+        all of a set when controls are not subset (`bench score`)."""
+        if not self._subset or len(cells) <= self.input_size:
+            return cells
+        return cells[np.sort(condition_rng(cond, CAP_SEED).choice(len(cells), self.input_size, replace=False))]
+
     def sample(self, cond: Condition, cells: np.ndarray) -> np.ndarray:
         """The set that is scored: as many of `cells` as the condition has true cells (seeded by the
         condition, the same draw for every predictor)."""
@@ -199,8 +208,8 @@ class Evaluator:
     def collect(self, predict_many: Callable, conditions: list[Condition] | None = None) -> tuple[dict, dict]:
         """Ask a predictor for its cells, conditions grouped by how many controls they transform
         (`input_rows`), in batches of about PREDICTION_BATCH_BYTES (control-sized predictions of every
-        sci-Plex3 test condition at once would take tens of GB), keeping only the scored sample of
-        each. Returns (sampled cells, predicted cell counts), keyed by condition."""
+        sci-Plex3 test condition at once would take tens of GB), keeping at most `input_size` cells of
+        each (`cap`). Returns (capped sets, predicted cell counts), keyed by condition."""
         conditions = self.conditions if conditions is None else conditions
         groups: dict[int, list[Condition]] = {}
         for c in conditions:
@@ -218,32 +227,40 @@ class Evaluator:
                         raise BenchError(f"no prediction for {cond.key}")
                     pred = self._validated(cond, predicted[cond])
                     counts[cond] = len(pred)
-                    sets[cond] = self.sample(cond, pred)
+                    sets[cond] = self.cap(cond, pred)
                 del predicted
         return sets, counts
 
-    def _raw(self, sets: dict[Condition, np.ndarray], metrics: list[Metric], truth: dict | None = None) -> pd.DataFrame:
-        """Raw scores, one row per evaluator condition, of the given predicted sets (already at their
-        scored size) against the truth (or against `truth`, a replacement set of true cells)."""
-        rows, datas = [], []
+    def _raw(self, whole: dict[Condition, np.ndarray], metrics: list[Metric], truth: dict | None = None,
+             de: dict[Condition, np.ndarray] | None = None) -> pd.DataFrame:
+        """Raw scores, one row per evaluator condition, of the given predicted sets against the truth
+        (or against `truth`, a replacement set of true cells, with its own DE genes `de`). Metrics
+        declared `whole_set` see every cell of a set; the others a truth-sized sample of it."""
+        rows, sampled = [], []
         for c in self.conditions:
             ct = c.cell_type
             true = self._true[c] if truth is None else truth[c]
             memo = self._truth_memo[c] if truth is None else {}
-            data = ConditionData(true=true, pred=sets[c], control=self._controls[ct], de=self.de(c),
-                                 control_stats=self._control_stats[ct], truth_memo=memo)
-            rows.append({m.name: m(data) for m in metrics if not m.split_level})
-            datas.append(data)
+            genes = self.de(c) if de is None else de[c]
+
+            def data(pred: np.ndarray) -> ConditionData:
+                return ConditionData(true=true, pred=pred, control=self._controls[ct], de=genes,
+                                     control_stats=self._control_stats[ct], truth_memo=memo)
+
+            full = data(whole[c])
+            part = full if truth is not None else data(self.sample(c, whole[c]))
+            rows.append({m.name: m(full if m.whole_set else part) for m in metrics if not m.split_level})
+            sampled.append(part)
         frame = pd.DataFrame(rows, index=range(len(self.conditions)))
         split_metrics = [m for m in metrics if m.split_level]
         if split_metrics:
             split = SplitData(
                 true_means=np.stack([(self._true[c] if truth is None else truth[c]).mean(axis=0, dtype=np.float64) for c in self.conditions]),
-                pred_means=np.stack([sets[c].mean(axis=0, dtype=np.float64) for c in self.conditions]),
+                pred_means=np.stack([whole[c].mean(axis=0, dtype=np.float64) for c in self.conditions]),
                 control_means=np.stack([self._control_stats[c.cell_type][0] for c in self.conditions]),
                 cell_types=np.array([c.cell_type for c in self.conditions]),
                 drugs=np.array([c.drug for c in self.conditions]),
-                conditions=datas,
+                conditions=sampled,
             )
             for m in split_metrics:
                 frame[m.name] = m(split)
@@ -254,14 +271,16 @@ class Evaluator:
         sampled as a prediction is), per condition."""
         missing = [m for m in metrics if m.name not in self._floor]
         if missing:
-            sets = {c: self.sample(c, self.controls_for(c)) for c in self.conditions}
+            sets = {c: self.controls_for(c) for c in self.conditions}
             # split-level metrics compare conditions with each other: compute them over every metric's floor at once
             self._floor = pd.concat([self._floor, self._raw(sets, missing)], axis=1)
         return self._floor[[m.name for m in metrics]]
 
     def replicate(self, metrics: list[Metric]) -> pd.DataFrame:
         """Reference scores: a random half of the true cells predicting the other half, averaged over
-        REPLICATE_SPLITS halvings; NaN for a condition with fewer than two true cells."""
+        REPLICATE_SPLITS halvings; NaN for a condition with fewer than two true cells. The DE genes
+        are ranked on the truth halves only (doses pooled, as for the main lists): ranking them on
+        every true cell would let the predicting half share the lists' selection noise."""
         missing = [m for m in metrics if m.name not in self._replicate]
         if missing:
             runs = []
@@ -272,19 +291,34 @@ class Evaluator:
                     order = condition_rng(c, REPLICATE_SEED + k).permutation(len(true))
                     half = max(1, len(true) // 2)
                     halves[c] = (true[order[:half]], true[order[half:]] if len(true) > 1 else true)
-                runs.append(self._raw({c: h[0] for c, h in halves.items()}, missing, truth={c: h[1] for c, h in halves.items()}))
+                truth = {c: h[1] for c, h in halves.items()}
+                runs.append(self._raw({c: h[0] for c, h in halves.items()}, missing, truth=truth, de=self._de_of(truth)))
             mean = sum(runs) / len(runs)
             few = np.array([len(self._true[c]) < 2 for c in self.conditions])
             mean.loc[few, :] = np.nan
             self._replicate = pd.concat([self._replicate, mean], axis=1)
         return self._replicate[[m.name for m in metrics]]
 
+    def _de_of(self, truth: dict[Condition, np.ndarray]) -> dict[Condition, np.ndarray]:
+        """DE genes of each condition's (cell type, drug), ranked on the given true cells of all its
+        scored doses against the cell type's controls."""
+        pairs: dict[tuple[str, str], list[Condition]] = {}
+        for c in self.conditions:
+            pairs.setdefault((c.cell_type, c.drug), []).append(c)
+        out = {}
+        for (ct, _), conds in pairs.items():
+            ranked = rank_by_abs_t(np.vstack([truth[c] for c in conds]), self._controls[ct], self._control_stats[ct])
+            out.update({c: ranked for c in conds})
+        return out
+
     def score(self, predictions: dict[Condition, np.ndarray], metrics: list[str] | None = None,
               replicate: bool = True, counts: dict[Condition, int] | None = None) -> pd.DataFrame:
         """One row per condition: cell_type, drug, dose, n_true, n_pred, each metric (all registered,
         or those named), then per metric its floor, the calibrated `<metric>_norm` and (with
         `replicate`) the replicate reference `<metric>_replicate`. Predictions of any size are sampled
-        to the truth's size first; `counts` gives the original sizes of already sampled sets."""
+        to the truth's size for the metrics that depend on set size; `whole_set` metrics see every
+        predicted cell (at most `input_size` when controls are subset: `cap`). `counts` gives the
+        original sizes of already capped sets."""
         chosen = self._selected(metrics)
         sets, sizes = {}, {}
         for c in self.conditions:
@@ -292,7 +326,7 @@ class Evaluator:
                 raise BenchError(f"no prediction for {c.key}")
             pred = self._validated(c, predictions[c])
             sizes[c] = counts[c] if counts is not None else len(pred)
-            sets[c] = self.sample(c, pred)
+            sets[c] = self.cap(c, pred)
         raw = self._raw(sets, chosen)
         floor = self.floor(chosen)
         columns: dict[str, object] = {

@@ -290,6 +290,7 @@ def write_cells(matrix: CellMatrix, names: pd.Index, scanned: Scan, genes: np.nd
         if scanned.counts:
             x, _ = merge_duplicate_genes(x, names[columns], counts=True)
             x = log_normalise(x, totals=scanned.totals[start : start + block.shape[0]][rows])
+        x.sort_indices()
         parts.append(x.astype(np.float32, copy=False))
     return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, int(genes.sum())), dtype=np.float32)
 
@@ -303,6 +304,19 @@ def stored_de_lists(adata: ad.AnnData, control: str) -> dict[str, np.ndarray]:
         raise BenchError(f"DE list key '{slashed}': a cell type or drug name holding '/' cannot be an h5ad key; rename it")
     names = adata.var_names.to_numpy(dtype=str)
     return {k: names[idx] for k, idx in ranked.items()}
+
+
+def output_obs(obs: pd.DataFrame, steps: list[str]) -> pd.DataFrame:
+    """The kept cells' obs as written: canonical and publisher columns, SMILES as a categorical; a
+    publisher unit column the loader would pair with the canonical nM `dose` is renamed."""
+    obs = obs.copy()
+    if SMILES in obs:
+        obs[SMILES] = pd.Categorical(obs[SMILES])
+    stale = UNIT_COLUMNS[DOSE]
+    if stale in obs:
+        obs = obs.rename(columns={stale: PUBLISHED + stale})
+        steps.append(f"publisher column '{stale}' renamed '{PUBLISHED + stale}': '{DOSE}' is now nM for every row")
+    return obs
 
 
 def _read_metadata(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -383,19 +397,11 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
         steps.append(f"cells: at most {options.max_cells_per_condition} per (cell type, drug, dose), seeded random subset "
                      f"(seed {options.seed}); all {int(is_control.sum()):,} control cells kept")
 
-    kept_obs = obs.loc[keep].copy()
-    if SMILES in kept_obs:
-        kept_obs[SMILES] = pd.Categorical(kept_obs[SMILES])
-    stale = UNIT_COLUMNS[DOSE]  # the loader would read the canonical nM doses in the publisher's unit column
-    if stale in kept_obs:
-        kept_obs = kept_obs.rename(columns={stale: PUBLISHED + stale})
-        steps.append(f"publisher column '{stale}' renamed '{PUBLISHED + stale}': '{DOSE}' is now nM")
-    var_out = pd.DataFrame(index=pd.Index(symbols[genes], dtype=str))
-    for col in raw_var.columns:
-        var_out[col] = raw_var[col].to_numpy()[scanned.columns[genes]]
-    var_out["landmark"], var_out["highly_variable"] = landmark[genes], genes[genes] & ~landmark[genes]
-    var_out["means"], var_out["dispersions_norm"] = np.log1p(mean[genes]), dispersion[genes]
-    adata = ad.AnnData(x, obs=kept_obs, var=var_out)
+    var_out = pd.DataFrame({col: raw_var[col].to_numpy()[scanned.columns[genes]] for col in raw_var.columns},
+                           index=pd.Index(symbols[genes], dtype=str))
+    var_out["landmark"], var_out["highly_variable"] = landmark[genes], ~landmark[genes]
+    var_out["means"], var_out["dispersions_norm"] = np.log1p(mean[genes]), dispersion[genes]  # as scanpy's columns
+    adata = ad.AnnData(x, obs=output_obs(obs.loc[keep], steps), var=var_out)
     if not adata.obs_names.is_unique:
         adata.obs_names_make_unique()
     check_expression(adata, source, log_normalised=True)

@@ -28,7 +28,8 @@ def mean_change(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.where(np.abs(change) > NO_CHANGE * (1.0 + np.abs(base)), change, 0.0)
 
 
-@register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean")
+@register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean",
+                          whole_set=True)
 def delta_pearson(data: ConditionData) -> float:
     base = data.control_mean_var()[0]
     return pearson(mean_change(data.true, base), mean_change(data.pred, base))
@@ -79,7 +80,8 @@ def de_overlap(data: ConditionData) -> float:
     return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
 
 
-@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)")
+@register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)",
+                 whole_set=True)
 def de_sign(data: ConditionData) -> float:
     """1 per gene whose predicted change has the true sign, 0 for the opposite sign, 1/2 for no
     predicted change (a coin flip's expectation): "no change" scores the chance level 0.5."""

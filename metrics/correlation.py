@@ -53,11 +53,11 @@ def condition_matches(data: ConditionData) -> tuple[np.ndarray, np.ndarray]:
     return data.cached("best_matches", lambda: best_matches(data.true, data.pred))
 
 
-@register_gene_set_family("mean", 1.0, "Pearson r of true vs predicted per-gene means")
+@register_gene_set_family("mean", 1.0, "Pearson r of true vs predicted per-gene means", whole_set=True)
 def mean_pearson(data: ConditionData) -> float:
     return pearson(data.true.mean(axis=0), data.pred.mean(axis=0))
 
 
-@register_gene_set_family("dis", 1.0, "mean over true cells of the best Pearson r with any predicted cell")
+@register_gene_set_family("dis", 1.0, "mean over true cells of the best Pearson r with any predicted cell", whole_set=True)
 def dis(data: ConditionData) -> float:
     return float(condition_matches(data)[0].mean())

@@ -44,7 +44,7 @@ def pseudobulk_errors(data: ConditionData) -> tuple[np.ndarray, np.ndarray]:
 def register_errors(name: str, what: str, delta: bool, reduce: Callable[[np.ndarray], np.ndarray]) -> None:
     """Register one pseudobulk error metric (lower is better, 0 for a perfect prediction)."""
 
-    @register_metric(name, 0.0, what, higher_is_better=False)
+    @register_metric(name, 0.0, what, higher_is_better=False, whole_set=True)
     def metric(data: ConditionData) -> float:
         return float(np.mean(reduce(pseudobulk_errors(data)[int(delta)])))
 
@@ -128,7 +128,7 @@ def discrimination(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 @register_split_metric("discrimination_score_l1", 1.0, "1 - normalised rank of the true mean change among those of the cell type's conditions, by L1 distance to the predicted change",
-                       chance=CHANCE_RANK)
+                       chance=CHANCE_RANK, whole_set=True)
 def discrimination_score_l1(split: SplitData) -> np.ndarray:
     return per_cell_type(split, discrimination)
 
@@ -143,7 +143,7 @@ def centroid_hits(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 @register_split_metric("centroid_accuracy", 1.0, "share of the other conditions' true centroids farther (Euclidean) from the prediction than its own (Systema)",
-                       chance=CHANCE_RANK)
+                       chance=CHANCE_RANK, whole_set=True)
 def centroid_accuracy(split: SplitData) -> np.ndarray:
     return per_cell_type(split, centroid_hits)
 

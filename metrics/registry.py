@@ -67,9 +67,10 @@ class SplitData:
     """Pseudobulk view of every scored condition of a split, for metrics that compare a condition's
     prediction with the other conditions (rows in one order; float64 per-gene means).
 
-    true_means, pred_means: (C, g) means of the true and predicted cells; control_means: (C, g)
-    mean of the real controls of each row's cell type; cell_types, drugs: (C,) labels; conditions:
-    each row's `ConditionData` (cells, for metrics that need more than means)."""
+    true_means, pred_means: (C, g) means of the true and (every) predicted cells; control_means:
+    (C, g) mean of the real controls of each row's cell type; cell_types, drugs: (C,) labels;
+    conditions: each row's `ConditionData` with the truth-sized sample of predicted cells (for
+    metrics that need more than means)."""
 
     true_means: np.ndarray
     pred_means: np.ndarray
@@ -96,7 +97,10 @@ class Metric:
     """A registered metric. `chance`: the expected score of an uninformative prediction, where the
     metric has one; such a metric scores "no change" at that level (a tie counts as a coin flip), so
     the real controls, the calibration floor, never sit below chance. `split_level`: `fn` takes the
-    whole split's `SplitData` and returns one value per condition instead of one `ConditionData`."""
+    whole split's `SplitData` and returns one value per condition instead of one `ConditionData`.
+    `whole_set`: scored on every predicted cell (means do not reward set size, and the paper defines
+    its six that way); otherwise on a seeded sample of as many predicted cells as the truth has,
+    because the metric depends on the set's size (coverage, energy distance, DE tests)."""
 
     name: str
     fn: Callable
@@ -106,6 +110,7 @@ class Metric:
     family: str
     chance: float | None = None
     split_level: bool = False
+    whole_set: bool = False
 
     def __call__(self, data):
         if self.split_level:
@@ -120,25 +125,26 @@ GENE_SETS: dict[str, int | None] = {"": None, "_DE50": 50, "_DE10": 10}
 
 
 def register_metric(name: str, best: float, description: str, higher_is_better: bool = True, family: str | None = None,
-                    chance: float | None = None, split_level: bool = False):
+                    chance: float | None = None, split_level: bool = False, whole_set: bool = False):
     """Register `fn(data) -> float` under `name` (`fn(split) -> per-condition array` when `split_level`)."""
 
     def deco(fn):
         if name in METRICS:
             raise ValueError(f"metric '{name}' registered twice")
-        METRICS[name] = Metric(name, fn, best, higher_is_better, description, family or name, chance, split_level)
+        METRICS[name] = Metric(name, fn, best, higher_is_better, description, family or name, chance, split_level, whole_set)
         return fn
 
     return deco
 
 
 def register_split_metric(name: str, best: float, description: str, higher_is_better: bool = True,
-                          chance: float | None = None):
+                          chance: float | None = None, whole_set: bool = False):
     """Register `fn(split: SplitData) -> np.ndarray` (one value per condition) under `name`."""
-    return register_metric(name, best, description, higher_is_better, chance=chance, split_level=True)
+    return register_metric(name, best, description, higher_is_better, chance=chance, split_level=True, whole_set=whole_set)
 
 
-def register_gene_set_family(base: str, best: float, description: str, higher_is_better: bool = True):
+def register_gene_set_family(base: str, best: float, description: str, higher_is_better: bool = True,
+                             whole_set: bool = False):
     """Register `fn(data) -> float` once per gene set: `base`, `base_DE50`, `base_DE10`; each
     variant calls `fn` on the condition restricted to its gene set (`ConditionData.subset`)."""
 
@@ -149,7 +155,8 @@ def register_gene_set_family(base: str, best: float, description: str, higher_is
             def metric(data: ConditionData, _top=top) -> float:
                 return fn(data.subset(_top))
 
-            register_metric(base + suffix, best, f"{description} ({where})", higher_is_better, family=base)(metric)
+            register_metric(base + suffix, best, f"{description} ({where})", higher_is_better, family=base,
+                            whole_set=whole_set)(metric)
         return fn
 
     return deco

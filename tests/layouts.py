@@ -133,7 +133,7 @@ def scperturb_sciplex3_full(path: Path, landmarks: list[str], drugs: list[str], 
     symbols = np.array(list(landmarks) + [f"GENE{i:06d}" for i in range(n_unique - len(landmarks))], dtype=object)
     symbols = np.concatenate([symbols, symbols[rng.choice(n_unique, duplicated, replace=False)]])
     rank = np.empty(n_genes, dtype=np.int64)
-    rank[: len(landmarks)] = rng.choice(landmark_top, len(landmarks), replace=False)
+    rank[: len(landmarks)] = rng.choice(min(landmark_top, n_genes), len(landmarks), replace=False)
     rank[len(landmarks) :] = rng.permutation(np.setdiff1d(np.arange(n_genes), rank[: len(landmarks)]))
     weight = np.sort(rng.lognormal(0.0, gene_sigma, n_genes))[::-1][rank]
     order = rng.permutation(n_genes)

@@ -83,7 +83,7 @@ def test_what_a_predictor_is_handed_does_not_depend_on_the_scored_cells(smoke):
         for c in ev.conditions:
             np.testing.assert_array_equal(seen[c], ev.controls_for(c))
             assert len(seen[c]) == min(size, len(ev._controls[c.cell_type])) == counts[c]
-            assert len(sets[c]) == len(ev.true_cells(c))  # scored at the truth's size, drawn again when larger
+            assert len(sets[c]) == len(seen[c]) and len(ev.sample(c, sets[c])) == len(ev.true_cells(c))
         handed.append(seen)
         true_counts.append([len(ev.true_cells(c)) for c in conditions])
     assert true_counts[0] != true_counts[1] and len(set(true_counts[0])) > 1  # the scored cells did change
@@ -213,3 +213,32 @@ def test_leaderboard_ranks_on_the_headline_and_reports_the_drug_level_comparison
     assert any(row.startswith("|") and " control_mean | 0.000 | 0.000 to 0.000 |" in row for row in table)
     headlines = [float(row.split(" | ")[2]) for row in table[3:] if not row.startswith("| -")]
     assert headlines == sorted(headlines, reverse=True)
+
+
+def test_true_cells_do_not_beat_fresh_cells_of_the_true_model_at_equal_counts(setup):
+    """The replicate reference: half the true cells predicting the other half. With its DE genes
+    ranked on the truth half only, those true cells do no better than as many fresh cells simulated
+    from the true model (the oracle) on `delta_DE50`; with the DE genes of every true cell (both
+    halves) they did, sharing the lists' selection noise."""
+    from predictors.oracle import Oracle
+
+    ev, task = setup
+    oracle = Oracle(seed=0)
+    oracle.fit(task)
+    metric = [METRICS["delta_DE50"]]
+    honest, dipped = [], []
+    for k in range(8):
+        halves = {}
+        for c in ev.conditions:
+            true = ev.true_cells(c)
+            order = np.random.default_rng([k, len(true)]).permutation(len(true))
+            halves[c] = (true[order[: len(true) // 2]], true[order[len(true) // 2 :]])
+        truth = {c: h[1] for c, h in halves.items()}
+        fresh = {c: oracle.predict(c, h[0]) for c, h in halves.items()}
+        replica = {c: h[0] for c, h in halves.items()}
+        de = ev._de_of(truth)
+        honest.append(ev._raw(replica, metric, truth=truth, de=de).mean().iloc[0] - ev._raw(fresh, metric, truth=truth, de=de).mean().iloc[0])
+        dipped.append(ev._raw(replica, metric, truth=truth).mean().iloc[0] - ev._raw(fresh, metric, truth=truth).mean().iloc[0])
+    sem = np.std(honest, ddof=1) / np.sqrt(len(honest))
+    assert np.mean(honest) < 3 * sem  # no better than fresh cells of the true model, beyond noise
+    assert np.mean(dipped) > np.mean(honest) + 0.03  # the double-dipped lists favoured the true half
