@@ -23,7 +23,7 @@ from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, ho
 from splits import get_split
 from splits.base import TEST, TRAIN, VAL
 
-SMALL = {"patch": 8, "width": 32, "layers": 1, "pretrain_epochs": 1}
+SMALL = {"patch": 8, "width": 32, "layers": 1}
 SEED = 3  # not the pre-training seed (0): a model seed that equals it could hide a shared stream
 
 
@@ -37,6 +37,8 @@ def task(smoke, tmp_path_factory) -> Task:
 
 def predictions(name: str, task: Task, seed: int = SEED, **options) -> np.ndarray:
     """Fit `name` directly (no harness re-seeding in between) and stack its test predictions."""
+    if "pretrain_epochs" in registry.predictor_class(name)[0].defaults:
+        options = {"pretrain_epochs": 1, **options}
     model = registry.create(name, seed=seed, **SMALL, **options)
     model.fit(task)
     conds = task.test_conditions[:4]
@@ -105,7 +107,7 @@ def test_table1_holds_out_whole_conditions(smoke):
     # pre-training evaluates on exactly that hold-out, and says it is one by condition
     setting = replace(TABLE1["four_task_15_subset"], epochs=0)
     cell_types = sorted(set(smoke.sc.obs[CELL_TYPE].astype(str)))
-    model = pretrain(bulk, setting, cell_types, [], cfg_overrides={"patch": 8, "width": 32, "layers": 1})
+    model = pretrain(bulk, setting, cell_types, [], cfg_overrides=SMALL)
     expected, _ = hold_out_conditions(bulk.obs, select_profiles(bulk, "subset", cell_types, []), setting.seed)
     assert model.metrics["held_out"] == len(expected)
     assert model.metrics["held_out_conditions"] == len(conditions(bulk, expected)) > 1
@@ -115,11 +117,10 @@ def test_table1_holds_out_whole_conditions(smoke):
 
 def test_two_stages_mask_first_then_add_the_three_tasks(smoke):
     cell_types = sorted(set(smoke.sc.obs[CELL_TYPE].astype(str)))
-    small = {"patch": 8, "width": 32, "layers": 1}
 
     def losses(setting) -> list[float]:
         seen = []
-        pretrain(smoke.bulk, setting, cell_types, [], small, progress=lambda epoch, loss: seen.append(loss))
+        pretrain(smoke.bulk, setting, cell_types, [], SMALL, progress=lambda epoch, loss: seen.append(loss))
         return seen
 
     two_stage = losses(replace(TABLE1["four_task_15_subset"], epochs=2, stages=2))
