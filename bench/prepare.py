@@ -96,8 +96,7 @@ class CellMatrix:
     read by cells without reading all of it, so it is refused."""
 
     def __init__(self, fh: h5py.File, path: Path) -> None:
-        elem = fh["X"]
-        self.path, self.elem = path, elem
+        elem = self.elem = fh["X"]
         if isinstance(elem, h5py.Dataset):
             if elem.ndim != 2:
                 raise BenchError(f"{path}: X is a {elem.ndim}-dimensional array, expected cells x genes")
@@ -156,11 +155,11 @@ class Moments:
         self.s2 += np.bincount(x.indices, weights=y * y, minlength=self.n_genes)
         self.n += x.shape[0]
 
-    def mean_var(self, genes: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and unbiased variance (R's convention, as scanpy) of the genes chosen."""
+    def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene mean and unbiased variance (R's convention, as scanpy)."""
         n = max(self.n, 1)
-        mean = self.s1[genes] / n
-        var = np.maximum(self.s2[genes] / n - mean**2, 0.0)
+        mean = self.s1 / n
+        var = np.maximum(self.s2 / n - mean**2, 0.0)
         return mean, var * (n / (n - 1)) if n > 1 else var
 
 

@@ -11,6 +11,7 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "knn": ("predictors.knn_bulk:KnnBulk", {}),
     "control_mean": ("predictors.floors:ControlCells", {}),
     "train_mean": ("predictors.floors:TrainMeanShift", {}),
+    "linear": ("predictors.linear:LinearBulk", {}),
     "oracle": ("predictors.oracle:Oracle", {}),
     "CPA": ("predictors.cpa_model:CpaPredictor", {}),
     "CPA_transfer": ("predictors.cpa_model:CpaTransfer", {}),

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +75,9 @@ def main() -> None:
         print(json.dumps(report, indent=2), flush=True)
         smiles = [a for t in ("trapnell_drugs_smiles.csv", "lincs_drugs_smiles.csv") for a in ("--smiles", str(SHARED / "drugs" / t))]
         report["prepare"] = timed(["bench", "prepare", "--sc", str(sc), "--bulk", str(plate), "--out", str(out), *smiles])
-        report["prepare"]["out_gib"] = round((out / "sc.h5ad").stat().st_size / 2**30, 2)
+        with h5py.File(out / "sc.h5ad", "r") as fh:
+            report["prepare"]["out"] = {"gib": round((out / "sc.h5ad").stat().st_size / 2**30, 2), "shape": fh["X"].attrs["shape"].tolist(),
+                                        "nnz": int(fh["X/indptr"][-1]), "de_lists": len(fh["uns/rank_genes_groups_cov"])}
         report["check"] = timed(["bench", "check", "--sc", str(out / "sc.h5ad"), "--bulk", str(out / "bulk.h5ad")])
         print(json.dumps(report, indent=2))
     finally:
