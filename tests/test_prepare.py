@@ -20,6 +20,8 @@ from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 from layouts import ALIAS_ONLY, NOT_ON_PLATE, PLATE_DRUGS, SCIPLEX_DOSES, scperturb_sciplex3, scperturb_sciplex3_full
 from metrics.de import rank_de_genes
 
+pytestmark = pytest.mark.filterwarnings("ignore:Variable names are not unique")  # the layout's duplicated symbols
+
 DRUGS = PLATE_DRUGS + ALIAS_ONLY + NOT_ON_PLATE
 N_SHARED = 150  # plate genes among the single-cell symbols
 GENES = 170  # so 20 variable genes are chosen

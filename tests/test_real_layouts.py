@@ -202,3 +202,9 @@ def test_partial_bulk_overlap_trains_every_bulk_predictor(sciplex, plate, tmp_pa
     assert status["BERT"]["status"] == "ok" and status["cVAE"]["status"] == "ok", status
     assert status["BERT_transfer"]["status"] == "skipped"
     assert "only 0 bulk profiles of the single-cell cell lines" in status["BERT_transfer"]["error"]
+
+
+def test_check_says_when_a_file_carries_a_gene_selection(sciplex, capsys):
+    assert main(["check", "--sc", str(sciplex)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the file carries a gene selection (200 genes" in out and "held-out drugs helped choose" in out

@@ -68,7 +68,7 @@ def single_cell_lines(bench: Benchmark) -> list[str]:
         lines.append(f"  {ct:<16}{int((rows & (drugs == control)).sum()):>9}{len(set(drugs[rows_treated])):>7}{n_cond:>12}  "
                      f"{_doses(obs[DOSE].to_numpy()[rows_treated])}")
     lines.append(f"  combinations: {_names(combos)}")
-    lines += [f"  expression: {note}" for note in load_notes(sc)]
+    lines += [f"  note: {note}" for note in load_notes(sc)]
     return lines
 
 

@@ -60,7 +60,7 @@ def load_benchmark(args: argparse.Namespace) -> Benchmark:
     keys = ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control, args.dose_unit)
     sc = load_single_cell(args.sc, keys, normalize=args.normalize)
     for line in load_notes(sc):
-        print(f"expression: {line}", file=sys.stderr)
+        print(f"note: {line}", file=sys.stderr)
     bulk = load_bulk(args.bulk, ObsKeys(control=args.control)) if args.bulk is not None else None
     if args.smiles:
         table = {k: v for path in args.smiles for k, v in read_smiles_table(path).items()}

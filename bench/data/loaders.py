@@ -38,6 +38,8 @@ DE_KEYS = ("rank_genes_groups_cov", "all_DEGs")
 COLUMN_NM_PER_UNIT = {"dose_val": 10_000.0, "pert_dose": NM_PER_UNIT["uM"]}
 NO_DOSE = "none"  # --dose-key none: ignore any dose column, one dose per drug
 LOAD_UNS_KEY = "bench_load"
+PREPARE_UNS_KEY = "bench_prepare"  # written by `bench prepare`: how the file's genes were chosen
+WHOLE_TRANSCRIPTOME = 10_000  # fewer genes than this: the file carries a gene selection
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def canonical(adata: ad.AnnData, keys: ObsKeys, source: str, notes: dict | None 
     out = ad.AnnData(x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
     if not out.obs_names.is_unique:
         out.obs_names_make_unique()
-    out.uns.update({k: v for k, v in adata.uns.items() if k in DE_KEYS})
+    out.uns.update({k: v for k, v in adata.uns.items() if k in (*DE_KEYS, PREPARE_UNS_KEY)})
     out.uns[LOAD_UNS_KEY] = {**(notes or {}), **info}
     return out
 
@@ -218,10 +220,25 @@ def resolve_expression(adata: ad.AnnData, normalize: str = "auto") -> ad.AnnData
     return adata
 
 
+def gene_selection_note(adata: ad.AnnData) -> str | None:
+    """A word on how the file's genes were chosen, where that matters for fairness: a selection made
+    by its preparers over all cells lets the held-out drugs help choose the scored genes."""
+    prepared = adata.uns.get(PREPARE_UNS_KEY)
+    if isinstance(prepared, dict) and prepared.get("gene_selection"):
+        return f"{adata.n_vars} genes chosen by bench prepare: {prepared['gene_selection']}"
+    if adata.n_vars < WHOLE_TRANSCRIPTOME:
+        return (f"the file carries a gene selection ({adata.n_vars} genes; a whole transcriptome has 20,000+): if its "
+                "preparers chose it over all cells (as CPA/chemCPA's sci-Plex3 files choose their 2,000 genes), the "
+                "held-out drugs helped choose the scored genes; `bench prepare` on the published counts chooses them "
+                "from control cells only")
+    return None
+
+
 def load_notes(adata: ad.AnnData) -> list[str]:
-    """What reading a file changed, in words (for `bench check` and the run's log)."""
+    """What reading a file changed, or how its genes were chosen, in words (for `bench check` and
+    the run's log)."""
     info = adata.uns.get(LOAD_UNS_KEY, {})
-    lines = []
+    lines = [note] if (note := gene_selection_note(adata)) else []
     if info.get("duplicated_symbols"):
         lines.append(f"{info['duplicated_symbols']} gene symbol(s) listed more than once (e.g. "
                      f"{', '.join(info['duplicated_examples'])}): {info['duplicates_resolved']}")
