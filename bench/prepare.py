@@ -34,7 +34,7 @@ from tqdm import tqdm
 from bench.data.counts import (NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts,
                                merge_duplicate_genes)
 from bench.data.drugs import SMILES, align_drug_names, attach_smiles, read_smiles_table
-from bench.data.loaders import DE_KEYS, UNIT_COLUMNS, ObsKeys, canonical_obs, load_bulk
+from bench.data.loaders import DE_KEYS, PREPARE_UNS_KEY, UNIT_COLUMNS, ObsKeys, canonical_obs, load_bulk
 from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here, unreadable
 from bench.errors import BenchError
 from bench.io import atomic_write_json, replace_dir
@@ -160,7 +160,7 @@ class Moments:
         n = max(self.n, 1)
         mean = self.s1 / n
         var = np.maximum(self.s2 / n - mean**2, 0.0)
-        return mean, var * (n / (n - 1)) if n > 1 else var
+        return mean, (var * (n / (n - 1)) if n > 1 else var)
 
 
 def seurat_dispersion(mean: np.ndarray, var: np.ndarray, n_bins: int = HVG_BINS) -> np.ndarray:
@@ -390,8 +390,9 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
     steps.append(f"raw integer counts: log1p of counts per {TARGET_SUM:,.0f} of each cell's library size over all "
                  f"{matrix.shape[1]:,} genes" if scanned.counts else "values not raw counts: written as they are (no normalisation)")
     n_land, n_var = int(landmark.sum()), int(genes.sum() - landmark.sum())
-    steps.append(f"genes: {n_land} L1000 landmarks the bulk set shares + {n_var} most variable genes of the "
-                 f"{scanned.moments.n:,} control cells only (seurat normalised dispersion)")
+    selection = (f"{n_land} L1000 landmarks the bulk set shares + {n_var} most variable genes of the "
+                 f"{scanned.moments.n:,} control cells only (scanpy's seurat normalised dispersion; no drug's response chose them)")
+    steps.append(f"genes: {selection}")
     if options.max_cells_per_condition is not None:
         steps.append(f"cells: at most {options.max_cells_per_condition} per (cell type, drug, dose), seeded random subset "
                      f"(seed {options.seed}); all {int(is_control.sum()):,} control cells kept")
@@ -405,6 +406,7 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
         adata.obs_names_make_unique()
     check_expression(adata, source, log_normalised=True)
     adata.uns[DE_STORE_KEY] = stored_de_lists(adata, control)
+    adata.uns[PREPARE_UNS_KEY] = {"gene_selection": selection, "raw_counts": bool(scanned.counts)}  # for bench check/run
     steps.append(f"DE lists: every (cell type, drug) pair's {adata.n_vars} genes ranked by |Welch t| vs its cell type's "
                  f"controls (doses pooled, as the evaluator ranks them), stored in uns['{DE_STORE_KEY}']")
 

@@ -308,7 +308,9 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
         "conditions; cells show mean ± standard deviation over seeds. **Bold** marks the best value of a",
         "column among non-reference predictors (direction from the metric registry); `(reference)` rows",
-        "are bounds, not methods. Predicted sets are scored at the truth's cell count (a seeded sample).",
+        "are bounds, not methods. Every predictor gets the same number of controls per condition and its set is capped at that "
+        "size; the paper's six and the mean-based metrics use every predicted cell, the set-size-dependent ones a seeded "
+        "sample of the truth's cell count.",
         "`s/epoch` is the median training time per epoch (evaluation excluded).",
         "",
         "## Paper protocol (Table 2 columns, best-test epoch)",

@@ -109,7 +109,8 @@ def test_a_drugs_cells_never_choose_the_genes(prepared, sciplex, plate, tmp_path
     prepare(tmp_path / "drug.h5ad", plate, tmp_path / "a", PrepareOptions(genes=GENES))
     assert list(read(tmp_path / "a").var_names) == genes
     # the same change in control cells does change them: the rule is not blind to everything
-    _rewrite(tmp_path / "ctrl.h5ad", sciplex, lambda obs: (obs["perturbation"] == "control").to_numpy() & (np.arange(len(obs)) % 2 == 0))
+    half_of_the_controls = lambda obs: (obs["perturbation"] == "control").to_numpy() & (np.arange(len(obs)) % 2 == 0)  # noqa: E731
+    _rewrite(tmp_path / "ctrl.h5ad", sciplex, half_of_the_controls)
     prepare(tmp_path / "ctrl.h5ad", plate, tmp_path / "b", PrepareOptions(genes=GENES))
     assert list(read(tmp_path / "b").var_names) != genes
 
@@ -154,7 +155,9 @@ def test_stored_de_lists_are_the_evaluators_ranking(prepared):
 def test_the_output_runs_with_no_options(prepared, tmp_path, capsys):
     out = prepared[0]
     assert main(["check", "--sc", str(out / "sc.h5ad"), "--bulk", str(out / "bulk.h5ad")]) == 0
-    assert "drugs: 13 of 29 single-cell drugs have bulk profiles" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "drugs: 13 of 29 single-cell drugs have bulk profiles" in said.err
+    assert f"{GENES} genes chosen by bench prepare: {N_SHARED} L1000 landmarks" in said.out and "control cells only" in said.out
     argv = ["run", "--sc", str(out / "sc.h5ad"), "--bulk", str(out / "bulk.h5ad"), "--predictors", "control_mean,knn",
             "--out", str(tmp_path / "run")]
     assert main(argv) == 0
@@ -235,6 +238,7 @@ def test_full_shape_generator_writes_a_readable_scperturb_file(plate, tmp_path):
     (["--genes", "100"], f"--genes 100: fewer than the {N_SHARED} L1000 landmark genes both sets measure"),
     (["--genes", "0"], "--genes 0: expected a whole number"),
     (["--smiles", "/nonexistent/table.csv"], "/nonexistent/table.csv: file not found"),
+    (["--normalize", "none"], "values look like raw counts (all integers, max"),
 ])
 def test_bad_options_give_one_line_exit_2_and_no_output(sciplex, plate, tmp_path, capsys, extra, expected):
     argv = ["prepare", "--sc", str(sciplex), "--bulk", str(plate), "--out", str(tmp_path / "out"), *extra]

@@ -266,7 +266,7 @@ class PertBERTNoBulk(PertBERT):
     training cells gets the mean of those vectors. The bulk set is never read."""
 
     needs = ()
-    defaults = {k: v for k, v in PertBERT.defaults.items() if k not in ("pretrain", "pretrain_epochs")}
+    defaults = {k: v for k, v in PertBERT.defaults.items() if k not in ("pretrain", "pretrain_epochs", "pretrain_stages")}
 
     def _inputs(self, task: Task) -> tuple[PatchEncoder, np.ndarray, nn.Module]:
         self.pretrain_metrics = {}
