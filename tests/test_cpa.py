@@ -36,7 +36,7 @@ def _fit(name: str, task: Task, **options):
 
 @pytest.fixture(scope="module")
 def transfer(task):
-    return _fit("CPA_transfer", task, bulk_epochs=2)
+    return _fit("CPA_transfer", task, bulk_epochs=2, sample=False)
 
 
 def test_cpa_reports_every_epoch_and_predicts_from_controls(task, tmp_path, monkeypatch):

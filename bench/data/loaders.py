@@ -158,6 +158,8 @@ def canonical_obs(obs: pd.DataFrame, keys: ObsKeys, source: str) -> tuple[pd.Dat
     unit_col = UNIT_COLUMNS.get(dose_col or "", "") if keys.dose_unit is None else ""
     info = {"dose_column": dose_col or "", "nm_per_unit": nm_per_unit,
             "dose_unit_column": unit_col if unit_col in obs.columns else ""}
+    if unit_col == "dose_unit" and unit_col in obs.columns:  # read: keep it, but not beside the nM `dose`
+        obs = obs.rename(columns={unit_col: f"published_{unit_col}"})
     return obs, info
 
 
