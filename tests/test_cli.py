@@ -71,3 +71,29 @@ def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys, tmp_path)
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_set_changes_one_predictor_option_and_is_recorded(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    base = ["run", "--data", "smoke", "--predictors", "random", "--out", str(out)]
+    assert main([*base, "--set", "random.k=2"]) == 0
+    result = json.loads((out / "runs/random/seed0/result.json").read_text())
+    assert result["options"]["k"] == 2
+    key = result["run_key"]
+    assert main(base) == 0  # the default option is another run
+    again = json.loads((out / "runs/random/seed0/result.json").read_text())
+    assert again["options"]["k"] == 5 and again["run_key"] != key
+    capsys.readouterr()
+    for bad, message in (("random.k", "expected NAME.OPTION=VALUE"), ("knn.k=2", "predictor 'knn' is not among --predictors"),
+                         ("random.kk=2", "random has no option 'kk' (did you mean 'k'?)")):
+        assert main([*base, "--set", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+
+
+def test_list_shows_a_predictors_options(capsys):
+    assert main(["list", "BERT_mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "decoder = 'mlp'" in out and "energy_weight = 0.05" in out and "search space" in out

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import sys
 from pathlib import Path
 
 from bench.data.combinations import is_combination
-from bench.errors import BenchError
+from bench.errors import BenchError, closest
 from bench.executors import EXECUTORS, make_executor
 from bench.io import atomic_write_json, atomic_write_text
 from bench.publish import render_markdown
@@ -32,6 +33,29 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return seeds
 
 
+def parse_overrides(items: list[str], names: list[str]) -> dict[str, dict]:
+    """`--set NAME.OPTION=VALUE` items as {predictor: {option: value}}; values are read as JSON
+    (numbers, true/false, null, lists), else kept as text. Unknown predictors or options are errors."""
+    out: dict[str, dict] = {}
+    for item in items:
+        target, sep, text = item.partition("=")
+        name, dot, option = target.rpartition(".")
+        if not sep or not dot or not name or not option:
+            raise BenchError(f"--set '{item}': expected NAME.OPTION=VALUE, e.g. BERT.energy_weight=0")
+        if name not in names:
+            raise BenchError(f"--set '{item}': predictor '{name}' is not among --predictors ({', '.join(names)})")
+        cls, _ = registry.predictor_class(name)
+        if option not in cls.defaults:
+            raise BenchError(f"--set '{item}': {name} has no option '{option}'{closest(option, cls.defaults)}; "
+                             f"its options: {', '.join(sorted(cls.defaults))}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.setdefault(name, {})[option] = value
+    return out
+
+
 DEFAULT_BUDGET = 30  # epochs every trainable predictor may train (equal budgets)
 DEFAULT_PATIENCE = 5  # epochs without a validation gain before training stops
 
@@ -52,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(one fit per candidate; the search is recorded in result.json)")
     p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
                    help=f"stop a trainable predictor after this many epochs without a validation gain; 0: never (default: {DEFAULT_PATIENCE})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.OPTION=VALUE",
+                   help="change one option of one predictor (repeatable), e.g. BERT.energy_weight=0; recorded in the "
+                        "run key and result.json; `bench list NAME` shows a predictor's options")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="run folder (default: ./bench-results)")
     p.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"), help="checkpoint cache (default: ./.bench-cache)")
     p.add_argument("--executor", choices=EXECUTORS, default="local",
@@ -90,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     split_seeds = parse_seeds(args.split_seeds, "--split-seeds")
     out = Path(args.out)
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
-                       force=args.force, patience=args.patience or None, search=args.search)
+                       force=args.force, patience=args.patience or None, search=args.search,
+                       overrides=parse_overrides(args.overrides, names))
     folders = [out if len(split_seeds) == 1 else out / f"split-seed{s}" for s in split_seeds]
     for split_seed, folder in zip(split_seeds, folders):
         run_split(args, bench, config, split_seed, folder, executor)
