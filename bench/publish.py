@@ -460,9 +460,10 @@ def reproduce_commands(boards: dict[str, Board], out_dir: Path, table1: list[Pat
     """The commands behind a rendering: each run command once (one command may have written several
     split-seed folders), then the leaderboard command itself."""
     commands = list(dict.fromkeys(m.get("command", "?") for b in boards.values() for m in b.metas))
+    pretrain = [c for path in table1 or [] if "command" in (frame := pd.read_csv(path)) for c in frame["command"].dropna().unique()]
     dirs = " ".join(m["run_dir"] for b in boards.values() for m in b.metas)
     tables = "".join(f" --table1 {path}" for path in table1 or [])
-    return [*commands, f"bench leaderboard {dirs}{tables} --out {out_dir}"]
+    return [*commands, *pretrain, f"bench leaderboard {dirs}{tables} --out {out_dir}"]
 
 
 def table1_lines(tables: list[Path]) -> list[str]:

@@ -4,6 +4,7 @@ held-out conditions (every replicate of a held-out (cell line, drug, dose) is le
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -81,5 +82,6 @@ def run(args: argparse.Namespace) -> int:
     print(markdown(frame))
     print(UNITS, file=sys.stderr)
     if args.out is not None:
-        atomic_write_csv(args.out, frame.assign(data=bench.name))
+        command = "bench " + shlex.join(getattr(args, "argv", []))
+        atomic_write_csv(args.out, frame.assign(data=bench.name, command=command))
     return 0
