@@ -50,10 +50,23 @@ class Source:
 
 
 _ZENODO = "https://zenodo.org/records/13350497/files/"
-_GSE92742 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE92nnn/GSE92742/suppl/"
-_GSE70138 = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE70nnn/GSE70138/suppl/"
 # chemCPA pinned to a commit of its main branch (2025-01-31), so the sha256 of each table holds.
 _CHEMCPA = "https://raw.githubusercontent.com/theislab/chemCPA/43e830eb0958c54e4aa64442c17ec0fed19b3f15/embeddings/"
+
+def _geo_level5(name: str, series: str, phase: str, shape: str, dated: str, matrix: str,
+                info_sizes: tuple[int, int, int], matrix_sizes: tuple[int, int], sums_size: int) -> Source:
+    """A GEO L1000 Level 5 series: its gzipped sig/gene/pert_info side-cars (`dated`: the suffix of
+    their names) and GCTX matrix, checked against the series' SHA512SUMS file."""
+    base = f"https://ftp.ncbi.nlm.nih.gov/geo/series/{series[:-3]}nnn/{series}/suppl/{series}_"
+    infos = tuple(RemoteFile(f"{base}Broad_LINCS_{kind}_info{dated}.txt.gz", f"{series}_Broad_LINCS_{kind}_info{dated}.txt",
+                             gunzip=True, size=size) for kind, size in zip(("sig", "gene", "pert"), info_sizes))
+    gctx = RemoteFile(f"{base}Broad_LINCS_{matrix}.gctx.gz", f"{series}_Broad_LINCS_{matrix}.gctx", gunzip=True,
+                      size=matrix_sizes[0], unpacked_size=matrix_sizes[1])
+    return Source(name, f"LINCS L1000 {phase} Level 5 signatures ({shape}) with sig/gene/pert info", (*infos, gctx),
+                  origin=f"NCBI GEO {series} supplementary files", checksum_note=f"sha512 from {series}_SHA512SUMS.txt.gz",
+                  licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
+                  checksums=RemoteFile(f"{base}SHA512SUMS.txt.gz", f"{series}_SHA512SUMS.txt", gunzip=True, size=sums_size))
+
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source(
@@ -64,40 +77,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
         checksum_note="md5 of the Zenodo record, as other projects pin it",
         licence="CC BY 4.0; cite Srivatsan et al. 2020 (Science) and Peidli et al. 2024 (scPerturb, Nat. Methods)",
     ),
-    Source(
-        "lincs-gse92742-level5", "LINCS L1000 phase I Level 5 signatures (473,647 x 12,328) with sig/gene/pert info",
-        (RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_sig_info.txt.gz", "GSE92742_Broad_LINCS_sig_info.txt",
-                    gunzip=True, size=10_600_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_gene_info.txt.gz", "GSE92742_Broad_LINCS_gene_info.txt",
-                    gunzip=True, size=212_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_pert_info.txt.gz", "GSE92742_Broad_LINCS_pert_info.txt",
-                    gunzip=True, size=1_100_000),
-         RemoteFile(_GSE92742 + "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx.gz",
-                    "GSE92742_Broad_LINCS_Level5_COMPZ.MODZ_n473647x12328.gctx",
-                    gunzip=True, size=21_328_033_748, unpacked_size=23_380_287_022)),
-        origin="NCBI GEO GSE92742 supplementary files",
-        checksum_note="sha512 from GSE92742_SHA512SUMS.txt.gz",
-        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
-        checksums=RemoteFile(_GSE92742 + "GSE92742_SHA512SUMS.txt.gz", "GSE92742_SHA512SUMS.txt",
-                             gunzip=True, size=1_400),
-    ),
-    Source(
-        "lincs-gse70138-level5", "LINCS L1000 phase II Level 5 signatures (118,050 x 12,328) with sig/gene/pert info",
-        (RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_sig_info_2017-03-06.txt", gunzip=True, size=1_943_865),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_gene_info_2017-03-06.txt", gunzip=True, size=216_692),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt.gz",
-                    "GSE70138_Broad_LINCS_pert_info_2017-03-06.txt", gunzip=True, size=82_376),
-         RemoteFile(_GSE70138 + "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx.gz",
-                    "GSE70138_Broad_LINCS_Level5_COMPZ_n118050x12328_2017-03-06.gctx",
-                    gunzip=True, size=5_365_179_698, unpacked_size=5_824_120_558)),
-        origin="NCBI GEO GSE70138 supplementary files",
-        checksum_note="sha512 from GSE70138_SHA512SUMS.txt.gz",
-        licence="GEO: no use restrictions from NCBI; cite Subramanian et al. 2017 (Cell)",
-        checksums=RemoteFile(_GSE70138 + "GSE70138_SHA512SUMS.txt.gz", "GSE70138_SHA512SUMS.txt",
-                             gunzip=True, size=1_071),
-    ),
+    _geo_level5("lincs-gse92742-level5", "GSE92742", "phase I", "473,647 x 12,328", "",
+                "Level5_COMPZ.MODZ_n473647x12328", (10_600_000, 212_000, 1_100_000),
+                (21_328_033_748, 23_380_287_022), 1_400),
+    _geo_level5("lincs-gse70138-level5", "GSE70138", "phase II", "118,050 x 12,328", "_2017-03-06",
+                "Level5_COMPZ_n118050x12328_2017-03-06", (1_943_865, 216_692, 82_376),
+                (5_365_179_698, 5_824_120_558), 1_071),
     Source(
         "drug-smiles", "chemCPA's drug tables: sci-Plex3 drug names and LINCS pert_ids with SMILES",
         (RemoteFile(_CHEMCPA + "trapnell_drugs_smiles.csv", "trapnell_drugs_smiles.csv", size=14_213,

@@ -11,21 +11,12 @@ import pytest
 import torch
 
 from predictors import registry
-from predictors.base import Task
-from splits import get_split
-from splits.base import TEST, TRAIN, VAL
+from test_cpa import task  # noqa: F401  the same smoke task fixture
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("cpa") is None, reason="cpa-tools is not installed (install.sh)")
 
+
 REPEATS = 60  # copies of a cell type's controls: 60 x 60 = 3600 draws per gene
-
-
-@pytest.fixture(scope="module")
-def task(smoke) -> Task:
-    split = get_split("unseen_drugs", smoke.sc, seed=0)
-    obs = smoke.sc.obs
-    return Task(train=smoke.sc[split.mask(TRAIN)].copy(), bulk=smoke.bulk, test_conditions=split.conditions(obs, TEST),
-                val_conditions=split.conditions(obs, VAL), max_epochs=2)
 
 
 @pytest.fixture(scope="module")

@@ -363,6 +363,12 @@ def test_url_and_file_options(server, monkeypatch, capsys):
 def test_plain_http_is_refused_for_registry_urls(server, monkeypatch, capsys):
     """A plain-http registry URL (not loopback) is refused before any connection."""
     add_source(monkeypatch, "plain", (RemoteFile("http://data.example.org/x.bin", "x.bin"),))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
     assert main(["fetch", "plain"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "refusing plain http" in line and "--url" in line

@@ -148,9 +148,9 @@ def read_smiles_table(path: str | Path) -> dict[str, str]:
     return dict(zip(table["key"], table[1].str.strip()))
 
 
-def _lookup(names: pd.Series, table: dict[str, str]) -> pd.Series:
-    """SMILES of each name: by its case-folded spelling, else by a name key that one table entry owns."""
-    by_key = {k: table[n] for k, n in _unique_index({n: name_keys(n) for n in table}).items()}
+def _lookup(names: pd.Series, table: dict[str, str], by_key: dict[str, str]) -> pd.Series:
+    """SMILES of each name: by its case-folded spelling, else by a name key that one table entry
+    owns (`by_key`: key -> SMILES)."""
     distinct = {n: table.get(n.casefold()) or next((by_key[k] for k in sorted(name_keys(n)) if k in by_key), None)
                 for n in names.unique()}
     return names.map(distinct)
@@ -165,9 +165,10 @@ def attach_smiles(adata: ad.AnnData, table: dict[str, str], control: str = CONTR
     for col in SMILES_COLUMNS + (SMILES,):
         if col in obs:
             smiles = smiles.where(smiles.notna(), obs[col].astype(object).replace({"": np.nan}))
+    by_key = {k: table[n] for k, n in _unique_index({n: name_keys(n) for n in table}).items()}
     for col in ID_COLUMNS:
         if col in obs:
-            smiles = smiles.where(smiles.notna(), _lookup(obs[col].astype(str), table))
+            smiles = smiles.where(smiles.notna(), _lookup(obs[col].astype(str), table, by_key))
     treated = (obs[DRUG].astype(str) != control).to_numpy()
     smiles[~treated] = np.nan
     obs[SMILES] = smiles
