@@ -22,9 +22,10 @@ REPLICATE_SUFFIX = "_replicate_norm"
 REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference` flag also counts
 
 
-@dataclass
+@dataclass(eq=False)
 class Board:
-    """Everything published about one split: its run folders' metadata and every run's result."""
+    """Everything published about one split: its run folders' metadata and every run's result.
+    Compared and hashed by identity, so aggregates of a board can be memoised while it lives."""
 
     split: str  # the page's name: the split, with its split seed when that is not 0
     metas: list[dict] = field(default_factory=list)  # run.json of each run folder, with "run_dir"
@@ -60,12 +61,27 @@ class Board:
 
     @property
     def base(self) -> str:
-        """The board's name without its split seed: boards sharing it are pooled over split seeds."""
-        return re.sub(r"-seed\d+$", "", self.split)
+        """The board's name without its split seed and fold: boards sharing it are pooled."""
+        return re.sub(r"(-seed\d+)?(-fold\d+)?$", "", self.split)
 
     @property
     def split_seed(self) -> int:
         return int((self.meta.get("split_summary") or {}).get("seed") or 0)
+
+    @property
+    def fold(self) -> int | None:
+        """Which fold of a K-fold hold-out this board tests (None: a single hold-out)."""
+        fold = (self.meta.get("split_summary") or {}).get("fold")
+        return None if fold is None else int(fold)
+
+    @property
+    def label(self) -> str:
+        """'split seed 1', 'fold 2 of 5' or both: what tells this board from its pooled siblings."""
+        summary = self.meta.get("split_summary") or {}
+        parts = [f"split seed {self.split_seed}"] if self.split_seed or self.fold is None else []
+        if self.fold is not None:
+            parts.append(f"fold {self.fold + 1} of {summary.get('folds')}")
+        return ", ".join(parts)
 
     def ok(self) -> list[dict]:
         return [r for r in self.results if r["status"] == "ok"]
@@ -83,11 +99,17 @@ def data_tag(meta: dict) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", str((meta.get("data") or {}).get("name", "data"))).strip("-").lower()
 
 
+def board_name(meta: dict, split: str) -> str:
+    """`<split>`, with `-seed<s>` for a split seed other than 0 and `-fold<k>` for fold k of a K-fold."""
+    summary = meta.get("split_summary") or {}
+    seed, fold = int(summary.get("seed") or 0), summary.get("fold")
+    return split + (f"-seed{seed}" if seed else "") + (f"-fold{fold}" if fold is not None else "")
+
+
 def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
-    """Read run folders and group their results by data set, split and split seed: one board each,
-    named `<split>` for split seed 0 and `<split>-seed<k>` otherwise, prefixed `<data tag>_` when the
-    folders hold more than one data set (e.g. two generator presets). Runs of one board must share
-    their data and hold-out."""
+    """Read run folders and group their results by data set, split, split seed and fold: one board
+    each (named by `board_name`), prefixed `<data tag>_` when the folders hold more than one data
+    set (e.g. two generator presets). Runs of one board must share their data and hold-out."""
     folders = []
     for run_dir in map(Path, run_dirs):
         paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
@@ -98,9 +120,7 @@ def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
     several = len({data_tag(meta) for _, meta, _ in folders}) > 1
     boards: dict[str, Board] = {}
     for run_dir, meta, results in folders:
-        split = meta.get("split") or results[0]["split"]
-        split_seed = int((meta.get("split_summary") or {}).get("seed") or 0)
-        split = split if split_seed == 0 else f"{split}-seed{split_seed}"
+        split = board_name(meta, meta.get("split") or results[0]["split"])
         split = f"{data_tag(meta)}_{split}" if several else split
         board = boards.setdefault(split, Board(split))
         if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):

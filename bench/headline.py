@@ -21,6 +21,7 @@ HEADLINE_METRICS = ("delta_DE50", "overlap_at_N", "energy_DE50", "discrimination
 COMPONENT_MIN = -1.0  # a component enters the headline at no less than this: one failure cannot drown the rest
 BOOTSTRAP = 2000
 LEVEL = 0.95
+POWER = 0.8  # the chance of seeing a true difference that the stated detectable difference refers to
 
 
 def headline_metrics(frame: pd.DataFrame | None = None) -> list[str]:
@@ -94,4 +95,14 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict:
     per_drug = np.array([headline(fa[fa[DRUG] == d]) - headline(fb[fb[DRUG] == d]) for d in drugs])
     p = float(stats.wilcoxon(per_drug, alternative="greater").pvalue) if np.any(per_drug) else 1.0
     return {**out, "low": float(np.quantile(diff, tail)), "high": float(np.quantile(diff, 1 - tail)), "p": p,
-            "ahead": int((per_drug > 0).sum())}
+            "ahead": int((per_drug > 0).sum()), "sd": float(per_drug.std(ddof=1))}
+
+
+def detectable_difference(sd: float, n_drugs: int, level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest true headline difference a paired test over `n_drugs` drugs (two-sided, at
+    1 - `level`) finds with probability `power`, when per-drug differences spread with `sd`:
+    (z_(1-alpha/2) + z_power) * sd / sqrt(n) (normal approximation)."""
+    if n_drugs < 2 or not np.isfinite(sd):
+        return float("nan")
+    z = stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(power)
+    return float(z * sd / np.sqrt(n_drugs))

@@ -1,5 +1,5 @@
-"""Leaderboard plots (matplotlib, Agg backend, PNG): metric bars with seed spread, per-epoch test
-curves of trainable predictors, and time per epoch."""
+"""Leaderboard plots (matplotlib, Agg backend, PNG): the headline forest plot, metric bars with seed
+spread, per-epoch test curves of trainable predictors, and time per epoch."""
 
 from __future__ import annotations
 
@@ -43,6 +43,37 @@ def _grid(n: int, ncols: int = 3) -> tuple[plt.Figure, np.ndarray]:
 
 def _finite(value) -> bool:
     return value is not None and not pd.isna(value)
+
+
+def forest(frame: pd.DataFrame, detectable: float, path: Path, title: str) -> Path | None:
+    """The headline verdict at a glance: one row per predictor (best first) with its point and 95%
+    drug-level interval, the floors at 0, the oracle and replicate references marked, and the band
+    of differences from the leader that the page cannot detect shaded."""
+    if frame.empty:
+        return None
+    rows = frame.reset_index(drop=True)
+    y = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.28 * len(rows)))
+    methods = rows[~rows["reference"]]
+    if not methods.empty and np.isfinite(detectable):
+        lead = float(methods["headline"].iloc[0])
+        ax.axvspan(lead - detectable, lead, color="C0", alpha=0.12, lw=0,
+                   label=f"within {detectable:.3f} of the leader: not detectable")
+    ax.axvline(0.0, color="0.3", lw=1, ls="--", label="floors (control cells) = 0")
+    for yi, (_, row) in zip(y, rows.iterrows()):
+        ref = bool(row["reference"])
+        color = "0.55" if ref else "C0"
+        if _finite(row.get("low")) and _finite(row.get("high")):
+            ax.plot([row["low"], row["high"]], [yi, yi], color=color, lw=2)
+        ax.plot([row["headline"]], [yi], marker="D" if ref else "o", color=color, ms=5)
+    labels = [f"{p} (reference)" if r else p for p, r in zip(rows["predictor"], rows["reference"])]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("headline (0 = control cells, 1 = perfect), 95% interval over held-out drugs", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Path | None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from bench.board import (
 )
 from bench.evaluation import calibrated
 from bench.headline import headline, headline_metrics, interval, paired_comparison
-from bench.stability import headline_scores, mean_kendall_tau, separations, verdict
+from bench.stability import detectable, headline_scores, mean_kendall_tau, separations, verdict
 from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from bench.runner import PAPER_METRICS
 from metrics import METRICS
@@ -121,6 +121,13 @@ def provenance_lines(board: Board) -> list[str]:
     return lines
 
 
+@lru_cache(maxsize=256)
+def _read_conditions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
+    """A run's conditions.csv, read once per version of the file (`stamp`: its mtime and size):
+    publishing aggregates the same runs for many tables."""
+    return pd.read_csv(path)
+
+
 def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected", seed: int | None = None) -> pd.DataFrame:
     """Per test condition, every score and floor column of `predictor` at the selected epoch,
     averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
@@ -129,7 +136,8 @@ def pooled_conditions(board: Board, predictor: str, selection: str = "val_select
         path = Path(r.get("run_path", "")) / "conditions.csv"
         if r["predictor"] != predictor or not path.exists() or (seed is not None and r["seed"] != seed):
             continue
-        frame = pd.read_csv(path)
+        stat = path.stat()
+        frame = _read_conditions(str(path), (stat.st_mtime_ns, stat.st_size))
         if "selection" in frame:
             frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]))
     if not frames:
@@ -139,12 +147,14 @@ def pooled_conditions(board: Board, predictor: str, selection: str = "val_select
 
 
 def across(boards: list[Board], predictor: str, seed: int | None = None) -> pd.DataFrame:
-    """`pooled_conditions` of several boards (split seeds) stacked; a drug held out under two split
-    seeds counts as two units of the drug bootstrap."""
+    """`pooled_conditions` of several boards (folds, split seeds) stacked; a drug held out under two
+    split seeds counts as two units of the drug bootstrap (the folds of one split seed hold out
+    disjoint drugs)."""
     frames = []
+    relabel = len({b.split_seed for b in boards}) > 1
     for board in boards:
         frame = pooled_conditions(board, predictor, seed=seed)
-        if not frame.empty and len(boards) > 1:
+        if not frame.empty and relabel:
             frame = frame.assign(drug=frame["drug"].astype(str) + f" (split seed {board.split_seed})")
         frames.append(frame)
     frames = [f for f in frames if not f.empty]
@@ -157,10 +167,15 @@ def predictor_order(boards: list[Board]) -> list[str]:
 
 def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
     """Every predictor (references included) with its headline over seeds (validation-selected
-    epoch; over split seeds too when given several boards), its 95% interval from a bootstrap over
-    held-out drugs and its calibrated components, best first; plus a `replicate` row: half of the
-    true cells predicting the other half."""
-    boards = [boards] if isinstance(boards, Board) else boards
+    epoch; pooled over folds and split seeds when given several boards), its 95% interval from a
+    bootstrap over held-out drugs and its calibrated components, best first; plus a `replicate` row:
+    half of the true cells predicting the other half. Computed once per group of boards."""
+    return _headlines(tuple([boards] if isinstance(boards, Board) else boards)).copy()
+
+
+@lru_cache(maxsize=64)
+def _headlines(boards: tuple[Board, ...]) -> pd.DataFrame:
+    boards = list(boards)
     rows, replicate = [], None
     for name in predictor_order(boards):
         frame = across(boards, name)
@@ -183,9 +198,9 @@ def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([replicate])], ignore_index=True) if replicate else frame.reset_index(drop=True)
 
 
-def stability_lines(boards: list[Board]) -> list[str]:
+def stability_lines(boards: list[Board], pairs: list[dict] | None = None) -> list[str]:
     """Kendall tau of the headline ranking (non-reference predictors) across model seeds and, with
-    several boards, across split seeds; then the ranking written with the separations its drug-level
+    several boards, across folds or split seeds; then the ranking written with the separations its drug-level
     intervals support."""
     ranked = ranking(boards)
     if len(ranked) < 2:
@@ -193,16 +208,17 @@ def stability_lines(boards: list[Board]) -> list[str]:
     names = ranked["predictor"].tolist()
     model_seeds = sorted({r["seed"] for b in boards for r in b.ok()})
     by_seed = [headline_scores({n: across(boards, n, seed) for n in names}) for seed in model_seeds]
-    tau, pairs = mean_kendall_tau(by_seed)
+    tau, n_pairs = mean_kendall_tau(by_seed)
     lines = [f"- Across model seeds ({', '.join(map(str, model_seeds))}): mean Kendall tau "
-             + (f"{tau:.2f} over {pairs} pair(s) of seeds." if pairs else "not available (one seed).")]
+             + (f"{tau:.2f} over {n_pairs} pair(s) of seeds." if n_pairs else "not available (one seed).")]
     if len(boards) > 1:
         by_split = [headline_scores({n: pooled_conditions(b, n) for n in names}) for b in boards]
-        tau, pairs = mean_kendall_tau(by_split)
-        seeds = ", ".join(str(b.split_seed) for b in boards)
-        lines.append(f"- Across split seeds ({seeds}): mean Kendall tau {tau:.2f} over {pairs} pair(s).")
-    frames = {n: across(boards, n) for n in names}
-    lines.append(f"- Supported by drug-level 95% paired intervals (`>` separated, `≈` not): {verdict(separations(names, frames))}")
+        tau, n_pairs = mean_kendall_tau(by_split)
+        what = (f"the {len(boards)} folds ({', '.join(b.label for b in boards)}; each tests other drugs)"
+                if any(b.fold is not None for b in boards) else f"split seeds ({', '.join(str(b.split_seed) for b in boards)})")
+        lines.append(f"- Across {what}: mean Kendall tau {tau:.2f} over {n_pairs} pair(s).")
+    pairs = neighbour_pairs(boards) if pairs is None else pairs
+    lines.append(f"- Supported by drug-level 95% paired intervals (`>` separated, `≈` not): {verdict(pairs)}")
     return lines
 
 
@@ -231,22 +247,38 @@ def headline_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def significance_lines(board: Board) -> list[str]:
-    """The top non-reference predictor against the next on the headline: paired bootstrap over
-    held-out drugs and a one-sided Wilcoxon signed-rank test over per-drug differences."""
-    top = ranking(board)["predictor"].tolist()[:2] if not ranking(board).empty else []
-    if len(top) < 2:
+def neighbour_pairs(boards: Board | list[Board]) -> list[dict]:
+    """The ranking's adjacent pairs (best first) with their paired drug-level comparison."""
+    return list(_pairs(tuple([boards] if isinstance(boards, Board) else boards)))
+
+
+@lru_cache(maxsize=64)
+def _pairs(boards: tuple[Board, ...]) -> tuple[dict, ...]:
+    boards = list(boards)
+    ranked = ranking(boards)
+    names = ranked["predictor"].tolist() if not ranked.empty else []
+    return tuple(separations(names, {n: across(boards, n) for n in names})) if len(names) > 1 else ()
+
+
+def significance_lines(boards: Board | list[Board], pairs: list[dict] | None = None) -> list[str]:
+    """The top non-reference predictor against the next on the headline (paired bootstrap over
+    held-out drugs, one-sided Wilcoxon signed-rank test over per-drug differences), and the smallest
+    difference this page can detect (80% power, 5% level) from the per-drug spread of its neighbours."""
+    pairs = neighbour_pairs(boards) if pairs is None else pairs
+    if not pairs:
         return []
-    a, b = (pooled_conditions(board, name) for name in top)
-    cmp = paired_comparison(a, b)
+    cmp, (mde, n) = pairs[0], detectable(pairs)
+    top = [cmp["above"], cmp["below"]]
     if pd.isna(cmp["low"]):
         return [f"{top[0]} vs {top[1]}: headline difference {cmp['difference']:+.3f}; one held-out drug, no interval."]
-    verdict = "ahead of" if cmp["low"] > 0 else "not separated from"
+    seen = f"the smallest difference this page detects with 80% power at the 5% level is {mde:.3f} ({n} drugs)"
+    verdict = (f"{top[0]} is ahead of {top[1]} at the 95% level; {seen}" if cmp["low"] > 0 else
+               f"not separated at the 95% level; differences below {mde:.3f} cannot be seen here (80% power, 5% level, {n} drugs)")
     return [
         f"{top[0]} vs {top[1]} over {cmp['drugs']} held-out drugs: headline difference {cmp['difference']:+.3f} "
         f"(95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}); {top[0]} ahead on "
         f"{cmp['ahead']}/{cmp['drugs']} drugs, Wilcoxon signed-rank one-sided p = {cmp['p']:.3g}. "
-        f"Verdict: {top[0]} is {verdict} {top[1]} at the 95% level."
+        f"Verdict: {verdict}."
     ]
 
 
@@ -274,8 +306,8 @@ PAPER_NOTE = (
     "comparability with the paper."
 )
 CALIBRATED_NOTE = (
-    "Calibrated scores: 0 = the real control cells used as the prediction (or chance, where no change "
-    "scores below chance), 1 = the metric's best value; for distances 1 - score/floor. Aggregated as a "
+    "Calibrated scores: 0 = the real control cells used as the prediction, 1 = the metric's best value; "
+    "for distances 1 - score/floor. Aggregated as a "
     "ratio of means over test conditions. The `replicate` row is a reference (half the truth)."
 )
 
@@ -300,11 +332,12 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     groups = column_groups(board.metrics)
     paper = summary_frame(board, "test_selected")
     honest = summary_frame(board, "val_selected")
-    parts = [f"# Leaderboard: `{board.split}`", "", *provenance_lines(board), ""]
+    pairs = neighbour_pairs(board)
+    parts = [f"# Leaderboard: `{board.split}`", "", *forest_line(plots, FOREST), *provenance_lines(board), ""]
     parts += [
         "## Headline ranking", "", HEADLINE_NOTE, "", headline_table(headline_frame(board)), "",
-        *significance_lines(board), "",
-        "### Ranking stability", "", *(stability_lines([board]) or ["Fewer than two ranked predictors."]), "",
+        *significance_lines(board, pairs), "",
+        "### Ranking stability", "", *(stability_lines([board], pairs) or ["Fewer than two ranked predictors."]), "",
         "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
         "conditions; cells show mean ± standard deviation over seeds. **Bold** marks the best value of a",
         "column among non-reference predictors (direction from the metric registry); `(reference)` rows",
@@ -332,8 +365,9 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     if groups["norm"]:
         parts += ["### Calibrated scores (validation-selected epoch)", "", CALIBRATED_NOTE, "",
                   markdown_table(replicate_row(board, honest), groups["norm"], {}), ""]
-    if plots:
-        parts += ["## Plots", ""] + [f"![{title}]({path})" for title, path in plots.items()] + [""]
+    others = {title: path for title, path in plots.items() if title != FOREST}
+    if others:
+        parts += ["## Plots", ""] + [f"![{title}]({path})" for title, path in others.items()] + [""]
     failures = failure_lines(board)
     parts += ["## Failed or skipped", ""] + (failures or ["None."]) + [""]
     described = [m for m in board.metrics if m in METRICS]
@@ -353,11 +387,11 @@ def render_markdown(run_dirs: Path | list[Path]) -> str:
 
 
 def split_groups(boards: dict[str, Board]) -> dict[str, list[Board]]:
-    """Boards grouped by their split's registered name (one per split seed)."""
+    """Boards grouped by their split's registered name (one per split seed and fold)."""
     groups: dict[str, list[Board]] = {}
     for board in boards.values():
         groups.setdefault(board.base, []).append(board)
-    return {base: sorted(group, key=lambda b: b.split_seed) for base, group in groups.items()}
+    return {base: sorted(group, key=lambda b: (b.split_seed, -1 if b.fold is None else b.fold)) for base, group in groups.items()}
 
 
 def data_set_lines(groups: dict[str, list[Board]]) -> list[str]:
@@ -378,26 +412,49 @@ def data_set_lines(groups: dict[str, list[Board]]) -> list[str]:
     return lines
 
 
-def render_pooled_page(base: str, boards: list[Board]) -> str:
-    """The page of one split run under several split seeds: the headline pooled over split seeds
-    (drug bootstrap over every held-out drug of every split seed), each split seed's headline, and
-    the ranking's stability."""
+def pooled_label(boards: list[Board]) -> str:
+    """What a pooled page pools: '5 folds (every drug tested once)', 'split seeds 0, 1', or both."""
+    folds = {(b.meta.get("split_summary") or {}).get("folds") for b in boards if b.fold is not None}
+    seeds = sorted({b.split_seed for b in boards})
+    parts = [f"{max(folds)} folds (every held-out drug tested once{' per split seed' if len(seeds) > 1 else ''})"] if folds else []
+    if len(seeds) > 1 or not folds:
+        parts.append(f"split seeds {', '.join(map(str, seeds))}")
+    return " x ".join(parts)
+
+
+def forest_line(plots: dict[str, str] | None, key: str) -> list[str]:
+    """The markdown image line of a page's forest plot, when one was drawn."""
+    return [f"![Headline forest plot]({plots[key]})", ""] if plots and key in plots else []
+
+
+def render_pooled_page(base: str, boards: list[Board], plots: dict[str, str] | None = None) -> str:
+    """The page of one split run in several folds or split seeds: the headline pooled over all of
+    them (drug bootstrap over every held-out drug), the verdict with its detectable difference, each
+    fold's (or split seed's) headline, and the ranking's stability."""
     pooled = headline_frame(boards)
     for board in boards:
-        per_seed = headline_frame(board).set_index("predictor")["headline"] if not headline_frame(board).empty else {}
-        pooled[f"split seed {board.split_seed}"] = [per_seed.get(n, np.nan) for n in pooled["predictor"]]
-    parts = [f"# Leaderboard: `{base}`, pooled over split seeds {', '.join(str(b.split_seed) for b in boards)}", "",
+        one = headline_frame(board)
+        per_board = one.set_index("predictor")["headline"] if not one.empty else {}
+        pooled[board.label] = [per_board.get(n, np.nan) for n in pooled["predictor"]]
+    pairs = neighbour_pairs(boards)
+    parts = [f"# Leaderboard: `{base}`, pooled over {pooled_label(boards)}", "", *forest_line(plots, FOREST),
              f"- Data: {_describe_data(boards[0].meta)}",
-             *[f"- Split seed {b.split_seed}: test drugs {', '.join((b.meta.get('split_summary') or {}).get('test_drug_names', [])) or '?'}"
+             *[f"- [{b.label}]({b.split}.md): test drugs {', '.join((b.meta.get('split_summary') or {}).get('test_drug_names', [])) or '?'}"
                for b in boards], "",
              "## Headline ranking, pooled", "", HEADLINE_NOTE, "",
-             headline_table(pooled), "",
-             "## Ranking stability", "", *stability_lines(boards), ""]
+             headline_table(pooled), "", *significance_lines(boards, pairs), "",
+             "## Ranking stability", "", *stability_lines(boards, pairs), ""]
     return "\n".join(parts)
 
 
-def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
-    """leaderboard/README.md: every split with its headline ranking, data set and how to reproduce."""
+FOREST = "forest"  # key of the forest plot in a page's plots
+
+
+def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[str, dict[str, str]] | None = None) -> str:
+    """leaderboard/README.md: each data set and split with its headline ranking (pooled over folds
+    and split seeds where there are several, with links to each one's page), its verdict and forest
+    plot, and how to reproduce. `plots`: page name -> its plots."""
+    plots = plots or {}
     parts = [
         "# bench leaderboard",
         "",
@@ -409,17 +466,25 @@ def render_overview(boards: dict[str, Board], reproduce: list[str]) -> str:
         "and any failed or skipped predictor.",
         "",
     ]
-    for split, board in boards.items():
-        seeds = ", ".join(map(str, sorted({r["seed"] for r in board.results})))
-        parts += [f"## [`{split}`]({split}.md)", "", f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
-                  headline_table(headline_frame(board)), "", *significance_lines(board), "",
-                  f"Full tables, plots and provenance: [{split}.md]({split}.md).", ""]
     groups = split_groups(boards)
     for base, group in groups.items():
-        if len(group) > 1:
-            seeds = ", ".join(str(b.split_seed) for b in group)
-            parts += [f"## [`{base}`, pooled over split seeds {seeds}]({base}-pooled.md)", "",
-                      headline_table(headline_frame(group)), "", *stability_lines(group), ""]
+        if len(group) == 1:
+            board = group[0]
+            seeds = ", ".join(map(str, sorted({r["seed"] for r in board.results})))
+            parts += [f"## [`{board.split}`]({board.split}.md)", "", *forest_line(plots.get(board.split), FOREST),
+                      f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
+                      headline_table(headline_frame(board)), "", *significance_lines(board), "",
+                      f"Full tables, plots and provenance: [{board.split}.md]({board.split}.md).", ""]
+            continue
+        seeds = ", ".join(map(str, sorted({r["seed"] for b in group for r in b.results})))
+        page = f"{base}-pooled"
+        pairs = neighbour_pairs(group)
+        parts += [f"## [`{base}`, pooled over {pooled_label(group)}]({page}.md)", "", *forest_line(plots.get(page), FOREST),
+                  f"Data: {_describe_data(group[0].meta)}; model seeds: {seeds}.", "",
+                  headline_table(headline_frame(group)), "", *significance_lines(group, pairs), "",
+                  *stability_lines(group, pairs), "",
+                  "Each one's full tables, plots and provenance: "
+                  + ", ".join(f"[{b.label}]({b.split}.md)" for b in group) + ".", ""]
     parts += data_set_lines(groups)
     parts += [
         "## Reproduce",
@@ -487,20 +552,28 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
     boards = load_boards(list(run_dirs))
     old = read_json(out_dir / MANIFEST).get("files", []) if (out_dir / MANIFEST).exists() else []
     written: list[Path] = []
+    shown: dict[str, dict[str, str]] = {}  # page name -> its plots (paths relative to out_dir)
+
+    def draw(name: str, group: list[Board], images: dict[str, Path]) -> dict[str, str]:
+        title = f"{name}: headline, 95% interval over held-out drugs"
+        drawn = plots.forest(headline_frame(group), detectable(neighbour_pairs(group))[0], out_dir / "plots" / f"{name}_forest.png", title)
+        images = ({FOREST: drawn} if drawn else {}) | images
+        written.extend(images.values())
+        shown[name] = {t: p.relative_to(out_dir).as_posix() for t, p in images.items()}
+        return shown[name]
+
     for split, board in boards.items():
-        images = plots.split_plots(board, out_dir / "plots")
-        written += images.values()
         page = out_dir / f"{split}.md"
-        atomic_write_text(page, render_split_page(board, {t: p.relative_to(out_dir).as_posix() for t, p in images.items()}))
+        atomic_write_text(page, render_split_page(board, draw(split, [board], plots.split_plots(board, out_dir / "plots"))))
         written.append(page)
     for base, group in split_groups(boards).items():
         if len(group) > 1:
             page = out_dir / f"{base}-pooled.md"
-            atomic_write_text(page, render_pooled_page(base, group))
+            atomic_write_text(page, render_pooled_page(base, group, draw(f"{base}-pooled", group, {})))
             written.append(page)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
     reproduce = reproduce_commands(boards, out_dir, table1)
-    overview = render_overview(boards, reproduce)
+    overview = render_overview(boards, reproduce, shown)
     if table1:
         head, _, tail = overview.partition("## Reproduce")
         overview = head + "\n".join(table1_lines(table1)) + "\n## Reproduce" + tail

@@ -46,11 +46,13 @@ def rerun(manifest: dict, split: str, predictors: list[str], seeds: list[int], o
         if args.command != "run" or not chosen:
             continue
         args.predictors, args.seeds = ",".join(chosen), ",".join(map(str, seeds))
-        args.split_seeds = str((meta.get("split_summary") or {}).get("seed", args.split_seeds))  # this board's hold-out
+        summary = meta.get("split_summary") or {}
+        args.split_seeds = str(summary.get("seed", args.split_seeds))  # this board's hold-out
+        args.fold = summary.get("fold")
         args.out, args.cache_dir = Path(out) / f"{split}-{i}", Path(out) / "cache"
         args.argv = argv
         args.func(args)
-        folders.append(args.out)
+        folders.append(args.out if args.fold is None else args.out / f"fold{args.fold}")
     return folders
 
 

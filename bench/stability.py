@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.headline import headline, paired_comparison
+from bench.headline import detectable_difference, headline, paired_comparison
 
 
 def mean_kendall_tau(rankings: list[pd.Series]) -> tuple[float, int]:
@@ -44,3 +44,11 @@ def verdict(pairs: list[dict]) -> str:
         separated = not np.isnan(pair["low"]) and pair["low"] > 0
         text += (" > " if separated else " ≈ ") + pair["below"]
     return text
+
+
+def detectable(pairs: list[dict]) -> tuple[float, int]:
+    """The detectable headline difference of a ranking (80% power, 5% level) from the median spread
+    of per-drug differences between neighbours, and the number of drugs it refers to."""
+    sds = [p["sd"] for p in pairs if np.isfinite(p.get("sd", np.nan))]
+    n = max((p["drugs"] for p in pairs), default=0)
+    return (detectable_difference(float(np.median(sds)), n) if sds else float("nan")), n

@@ -24,6 +24,8 @@ class Split:
     labels: pd.Series  # index: obs_names; values: train / val / test
     seed: int | None = None
     control: str = CONTROL
+    fold: int | None = None  # with `folds`: which of the K folds of the held-out drugs is the test set
+    folds: int | None = None
 
     def mask(self, role: str) -> np.ndarray:
         return (self.labels == role).to_numpy()
@@ -39,6 +41,7 @@ class Split:
         return {
             "split": self.name,
             "seed": self.seed,
+            **({"fold": self.fold, "folds": self.folds} if self.folds else {}),
             **{f"{r}_drugs": len(self.drugs(obs, r)) for r in (TRAIN, VAL, TEST)},
             **{f"{r}_conditions": len(self.conditions(obs, r)) for r in (TRAIN, VAL, TEST)},
             "test_drug_names": self.drugs(obs, TEST),
@@ -72,11 +75,39 @@ def split_names() -> dict[str, str]:
     return {name: desc for name, (_, desc) in _SPLITS.items()}
 
 
-def benchmark_split(bench, name: str, seed: int = 0, split_column: str | None = None) -> Split:
+def benchmark_split(bench, name: str, seed: int = 0, split_column: str | None = None,
+                    fold: int | None = None, folds: int | None = None) -> Split:
     """The named split of a Benchmark's single-cell set as `bench run` and `bench check` make it:
-    the roles stored in `split_column`, or a seeded hold-out of the drugs that have bulk profiles."""
+    the roles stored in `split_column`, or a seeded hold-out of the drugs that have bulk profiles
+    (with `folds`: fold `fold` of a K-fold partition of them, so K folds test every drug once)."""
+    if split_column and folds:
+        raise BenchError(f"--folds {folds} and --split-column '{split_column}': a stored split has its own hold-out")
     options = {"split_column": split_column} if split_column else {"eligible": bench.hold_out_candidates()}
+    if folds:
+        options.update(fold=fold, folds=folds)
     return get_split(name, bench.sc, seed=seed, control=bench.control, **options)
+
+
+def check_folds(name: str, fold: int, folds: int, units: int, what: str = "drugs") -> None:
+    """A K-fold request must leave every fold a test set and the rest room for validation and training."""
+    if folds < 2:
+        raise BenchError(f"{name}: --folds {folds}: expected at least 2 folds")
+    if folds > units:
+        raise BenchError(f"{name}: --folds {folds} is more than the {units} {what} that can be held out")
+    if not 0 <= fold < folds:
+        raise BenchError(f"{name}: fold {fold} is outside 0..{folds - 1}")
+
+
+def fold_of(sizes: dict[str, int], folds: int, rng: np.random.Generator) -> dict[str, int]:
+    """unit -> fold: units (drugs, or families weighted by their drugs) in seeded random order, each
+    to the fold holding the fewest drugs so far, so folds are near-equal in drugs."""
+    load = np.zeros(folds)
+    out = {}
+    for unit in rng.permutation(sorted(sizes)):
+        k = int(np.argmin(load))
+        out[str(unit)] = k
+        load[k] += sizes[unit]
+    return out
 
 
 def get_split(name: str, adata: ad.AnnData, seed: int = 0, control: str = CONTROL, **options) -> Split:

@@ -18,7 +18,7 @@ from bench.data.benchmark import FAMILY
 from bench.data.drugs import SMILES
 from bench.errors import BenchError
 from bench.schema import CONTROL, DRUG
-from splits.base import TEST, TRAIN, VAL, Split, register_split
+from splits.base import TEST, TRAIN, VAL, Split, check_folds, fold_of, register_split
 
 
 def scaffold(smiles: str) -> str | None:
@@ -59,11 +59,15 @@ def unseen_drug_families(
     test_fraction: float = 0.2,
     val_fraction: float = 0.1,
     eligible: set[str] | None = None,
+    fold: int | None = None,
+    folds: int | None = None,
 ) -> Split:
     """Hold out seeded random whole families until they hold at least `test_fraction` of the drugs
     (test), then other families up to `val_fraction` (validation); the rest, and every control,
     is training. No test or validation drug has a family member in training. Only families whose
-    every drug is `eligible` (has bulk profiles, where a bulk set is given) are held out."""
+    every drug is `eligible` (has bulk profiles, where a bulk set is given) are held out. With
+    `folds`, the test families are fold `fold` of a seeded K-fold partition of the eligible families
+    (near-equal in drugs; K folds test each such drug once), validation families come from the others."""
     groups = drug_groups(adata, control)
     families = sorted(set(groups.values()))
     if eligible is not None:
@@ -72,7 +76,14 @@ def unseen_drug_families(
     wanted = {TEST: max(1, round(test_fraction * len(groups))), VAL: max(1, round(val_fraction * len(groups)))}
     held = {TEST: 0, VAL: 0}
     role: dict[str, str] = {}
-    for family in np.random.default_rng(seed).permutation(families):
+    order = list(np.random.default_rng(seed).permutation(families))
+    if folds:
+        check_folds("unseen_drug_families", fold, folds, len(families), "drug families")
+        assigned = fold_of({f: len(members[f]) for f in families}, folds, np.random.default_rng(seed))
+        role = {d: TEST for f in families if assigned[f] == fold for d in members[f]}
+        held[TEST] = wanted[TEST] = len(role)
+        order = list(np.random.default_rng([seed, fold]).permutation([f for f in families if assigned[f] != fold]))
+    for family in order:
         r = next((r for r in (TEST, VAL) if held[r] < wanted[r]), None)
         if r is None:
             break
@@ -82,4 +93,5 @@ def unseen_drug_families(
         among = "" if eligible is None else " whose drugs all have bulk profiles"
         raise BenchError(f"unseen_drug_families: {len(families)} drug families{among} are too few for test, validation and training")
     labels = adata.obs[DRUG].astype(str).map(lambda d: role.get(d, TRAIN))
-    return Split("unseen_drug_families", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control)
+    return Split("unseen_drug_families", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control,
+                 fold=fold if folds else None, folds=folds)

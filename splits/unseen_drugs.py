@@ -11,7 +11,7 @@ import pandas as pd
 from bench.data.combinations import components, is_combination
 from bench.errors import BenchError, closest
 from bench.schema import CONTROL, DRUG
-from splits.base import TEST, TRAIN, VAL, Split, register_split
+from splits.base import TEST, TRAIN, VAL, Split, check_folds, fold_of, register_split
 
 # Values of CPA/chemCPA split columns and the role each one plays here.
 OBS_SPLIT_VALUES = {"train": TRAIN, "test": VAL, "ood": TEST}
@@ -26,10 +26,14 @@ def unseen_drugs(
     val_fraction: float = 0.1,
     split_column: str | None = None,
     eligible: set[str] | None = None,
+    fold: int | None = None,
+    folds: int | None = None,
 ) -> Split:
     """Hold out a seeded random `test_fraction` of drugs for testing and `val_fraction` for model
     selection; everything else (and every control) is training. Only `eligible` drugs (those with
     bulk profiles, where a bulk set is given) are held out: the others stay in training. With
+    `folds`, the test drugs are fold `fold` of a seeded K-fold partition of the eligible drugs (K
+    folds test each drug once) and validation drugs are drawn from the other folds. With
     `split_column`, use the roles stored in that obs column instead (train/test/ood as in CPA files)."""
     if split_column is not None:
         return from_obs_column(adata, split_column, control=control)
@@ -41,13 +45,21 @@ def unseen_drugs(
         among = "" if eligible is None else " with bulk profiles"
         raise BenchError(f"unseen_drugs needs at least 3 treated drugs{among} to hold out, found {len(drugs)}")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(drugs)
-    n_test = max(1, int(round(test_fraction * len(drugs))))
     n_val = max(1, int(round(val_fraction * len(drugs))))
-    held = {d: TEST for d in order[:n_test]} | {d: VAL for d in order[n_test : n_test + n_val]}
+    if folds:
+        check_folds("unseen_drugs", fold, folds, len(drugs))
+        assigned = fold_of({str(d): 1 for d in drugs}, folds, rng)
+        test = [d for d in drugs if assigned[d] == fold]
+        rest = np.random.default_rng([seed, fold]).permutation([d for d in drugs if assigned[d] != fold])
+        held = {d: TEST for d in test} | {d: VAL for d in rest[:n_val]}
+    else:
+        order = rng.permutation(drugs)
+        n_test = max(1, int(round(test_fraction * len(drugs))))
+        held = {d: TEST for d in order[:n_test]} | {d: VAL for d in order[n_test : n_test + n_val]}
     role = {name: _role(name, held) for name in names}
     roles = labels.map(lambda d: role.get(d, TRAIN))
-    return Split("unseen_drugs", pd.Series(roles.to_numpy(), index=adata.obs_names), seed=seed, control=control)
+    return Split("unseen_drugs", pd.Series(roles.to_numpy(), index=adata.obs_names), seed=seed, control=control,
+                 fold=fold if folds else None, folds=folds)
 
 
 def _role(label: str, held: dict[str, str]) -> str:
