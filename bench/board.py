@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -159,3 +160,41 @@ def column_groups(metrics: list[str]) -> dict[str, list[str]]:
     }
 
 
+@lru_cache(maxsize=256)
+def _read_conditions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
+    """A run's conditions.csv, read once per version of the file (`stamp`: its mtime and size):
+    publishing aggregates the same runs for many tables."""
+    return pd.read_csv(path)
+
+
+def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected", seed: int | None = None) -> pd.DataFrame:
+    """Per test condition, every score and floor column of `predictor` at the selected epoch,
+    averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
+    frames = []
+    for r in board.ok():
+        path = Path(r.get("run_path", "")) / "conditions.csv"
+        if r["predictor"] != predictor or not path.exists() or (seed is not None and r["seed"] != seed):
+            continue
+        stat = path.stat()
+        frame = _read_conditions(str(path), (stat.st_mtime_ns, stat.st_size))
+        if "selection" in frame:
+            frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]))
+    if not frames:
+        return pd.DataFrame()
+    keys = ["cell_type", "drug", "dose"]
+    return pd.concat(frames).groupby(keys, as_index=False).mean(numeric_only=True)
+
+
+def across(boards: list[Board], predictor: str, seed: int | None = None) -> pd.DataFrame:
+    """`pooled_conditions` of several boards (folds, split seeds) stacked; a drug held out under two
+    split seeds counts as two units of the drug bootstrap (the folds of one split seed hold out
+    disjoint drugs)."""
+    frames = []
+    relabel = len({b.split_seed for b in boards}) > 1
+    for board in boards:
+        frame = pooled_conditions(board, predictor, seed=seed)
+        if not frame.empty and relabel:
+            frame = frame.assign(drug=frame["drug"].astype(str) + f" (split seed {board.split_seed})")
+        frames.append(frame)
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

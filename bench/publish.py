@@ -17,12 +17,15 @@ from bench.board import (
     SELECTIONS,
     REPLICATE_SUFFIX,
     Board,
+    across,
+    pooled_conditions,
     read_json,
     column_groups,
     higher_is_better,
     is_reference,
     load_boards,
 )
+from bench.claims import render_claims
 from bench.evaluation import calibrated
 from bench.headline import headline, headline_metrics, interval, paired_comparison
 from bench.stability import detectable, headline_scores, mean_kendall_tau, separations, verdict
@@ -31,6 +34,7 @@ from bench.runner import PAPER_METRICS
 from metrics import METRICS
 
 MANIFEST = "published.json"
+CLAIMS_PAGE = "claims.md"
 RESULTS = "results.csv"
 
 
@@ -119,46 +123,6 @@ def provenance_lines(board: Board) -> list[str]:
     versions = {k: v for m in board.metas for k, v in m.get("versions", {}).items()}
     lines.append(f"- Versions: {', '.join(f'{k} {v}' for k, v in versions.items()) or '?'}")
     return lines
-
-
-@lru_cache(maxsize=256)
-def _read_conditions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
-    """A run's conditions.csv, read once per version of the file (`stamp`: its mtime and size):
-    publishing aggregates the same runs for many tables."""
-    return pd.read_csv(path)
-
-
-def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected", seed: int | None = None) -> pd.DataFrame:
-    """Per test condition, every score and floor column of `predictor` at the selected epoch,
-    averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
-    frames = []
-    for r in board.ok():
-        path = Path(r.get("run_path", "")) / "conditions.csv"
-        if r["predictor"] != predictor or not path.exists() or (seed is not None and r["seed"] != seed):
-            continue
-        stat = path.stat()
-        frame = _read_conditions(str(path), (stat.st_mtime_ns, stat.st_size))
-        if "selection" in frame:
-            frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]))
-    if not frames:
-        return pd.DataFrame()
-    keys = ["cell_type", "drug", "dose"]
-    return pd.concat(frames).groupby(keys, as_index=False).mean(numeric_only=True)
-
-
-def across(boards: list[Board], predictor: str, seed: int | None = None) -> pd.DataFrame:
-    """`pooled_conditions` of several boards (folds, split seeds) stacked; a drug held out under two
-    split seeds counts as two units of the drug bootstrap (the folds of one split seed hold out
-    disjoint drugs)."""
-    frames = []
-    relabel = len({b.split_seed for b in boards}) > 1
-    for board in boards:
-        frame = pooled_conditions(board, predictor, seed=seed)
-        if not frame.empty and relabel:
-            frame = frame.assign(drug=frame["drug"].astype(str) + f" (split seed {board.split_seed})")
-        frames.append(frame)
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def predictor_order(boards: list[Board]) -> list[str]:
@@ -463,7 +427,7 @@ def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[
         "",
         "Each split's page adds the paper's Table 2 columns (best-test-epoch protocol), the honest",
         "validation-selected tables, every calibrated score, plots, the exact commands, software versions",
-        "and any failed or skipped predictor.",
+        "and any failed or skipped predictor. The seed paper's claims, tested on these runs: [claims.md](claims.md).",
         "",
     ]
     groups = split_groups(boards)
@@ -571,6 +535,8 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
             page = out_dir / f"{base}-pooled.md"
             atomic_write_text(page, render_pooled_page(base, group, draw(f"{base}-pooled", group, {})))
             written.append(page)
+    atomic_write_text(out_dir / CLAIMS_PAGE, render_claims(split_groups(boards)))
+    written.append(out_dir / CLAIMS_PAGE)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
     reproduce = reproduce_commands(boards, out_dir, table1)
     overview = render_overview(boards, reproduce, shown)
