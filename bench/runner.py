@@ -3,6 +3,8 @@
 Runs are keyed (bench/cache.py): a finished run with the same key in the run folder is reused, so an
 interrupted sweep resumes where it stopped; failed or skipped runs are tried again. The runs themselves
 are computed by an executor (bench/executors.py): in this process, a process pool, or Ray tasks.
+With `save_predictions`, each run's scored test predictions at its validation-selected epoch are
+saved in its folder (bench/predictions.py); a finished run without them is computed again.
 
 Epoch selection is reported two ways: the paper's "epoch" is the one with the best *test* score (the
 mean of the paper's six metrics; optimistic, kept for comparability), the honest one is chosen by the
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -37,6 +40,8 @@ from bench.evaluation import Evaluator, calibrated, input_size_of
 from bench.executors import LocalExecutor
 from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
+from bench.predictions import NO_EPOCH, PREDICTIONS_FILE, predictions_adata, write_predictions
+from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from metrics import get_metrics
 from predictors import registry
 from predictors.base import StopTraining, Task
@@ -63,6 +68,7 @@ class RunConfig:
     force: bool = False  # recompute runs even when a finished run with the same key exists
     patience: int | None = None  # stop training after this many epochs without a validation gain
     search: bool = False  # choose trainable predictors' options from their search space on validation drugs
+    save_predictions: bool = False  # write each run's val-selected test predictions (bench/predictions.py)
 
 
 @dataclass(frozen=True)
@@ -212,10 +218,12 @@ def epoch_channel(log: _EpochLog) -> tuple[Callable[[int, dict], None], Callable
 
 
 def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Evaluator, val_eval: Evaluator | None,
-            config: RunConfig, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+            config: RunConfig, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame, ad.AnnData | None]:
     """Fit and evaluate one predictor at one seed (with `config.search`, once per candidate of its
-    search space, keeping the candidate with the best validation headline). Never raises for a
-    predictor's own failure: the error is recorded in the result and the sweep goes on."""
+    search space, keeping the candidate with the best validation headline): (result, epochs,
+    per-condition scores, the val-selected test predictions with `config.save_predictions`, else
+    None). Never raises for a predictor's own failure: the error is recorded in the result and the
+    sweep goes on."""
     result = {"predictor": name, "seed": seed, "split": split.name, "status": "ok", "error": None}
     empty = pd.DataFrame()
     try:
@@ -223,13 +231,13 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         base = {**options, **config.overrides.get(name, {})}
         cls(seed=seed, **base)  # options checked before any fitting
     except Exception as exc:  # noqa: BLE001  a broken plug-in must not stop the sweep
-        return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty
+        return {**result, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}, empty, empty, None
     result.update(trainable=cls.trainable, reference=cls.reference)
     task = make_task(cls, bench, split, test_eval, val_eval, config, seed)
     split_conditions = task.training_conditions() + task.test_conditions + task.val_conditions
     reason = cls.unavailable(task) or combination_problem(cls, split_conditions)
     if reason:
-        return {**result, "status": "skipped", "error": reason}, empty, empty
+        return {**result, "status": "skipped", "error": reason}, empty, empty, None
     searching = config.search and cls.trainable and bool(cls.search_space) and val_eval is not None
     trials = []
     for candidate in (candidates(cls.search_space) if searching else [{}]):
@@ -237,14 +245,14 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         outcome = _fit_logged(predictor, task, test_eval, val_eval, config, seed, bar)
         if isinstance(outcome, dict):  # a failure
             if not searching:
-                return {**result, "options": predictor.config, **outcome}, empty, empty
+                return {**result, "options": predictor.config, **outcome}, empty, empty, None
             trials.append({"options": candidate, "val_headline": None, "error": outcome["error"]})
             continue
         trials.append({"options": candidate, "val_headline": outcome[0].kept["val_selected"][0], "outcome": outcome,
                        "config": predictor.config})
     done = [t for t in trials if "outcome" in t]
     if not done:
-        return {**result, "status": "failed", "error": "every search candidate failed: " + trials[0]["error"]}, empty, empty
+        return {**result, "status": "failed", "error": "every search candidate failed: " + trials[0]["error"]}, empty, empty, None
     chosen = max(done, key=lambda t: t["val_headline"])  # the first of equals: candidates are in a fixed order
     log, fit_seconds, selected, conditions = chosen["outcome"]
     epochs = pd.DataFrame(log.rows)
@@ -257,7 +265,22 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         result["search"] = {"space": cls.search_space, "chosen": chosen["options"], "selected_by": "validation headline",
                             "trials": [{k: v for k, v in t.items() if k in ("options", "val_headline", "error")} for t in trials],
                             "seconds": float(sum(t["outcome"][1] for t in done))}
-    return result, epochs, conditions
+    saved = _saved_predictions(log, test_eval, bench, result) if config.save_predictions else None
+    return result, epochs, conditions, saved
+
+
+def _saved_predictions(log: _EpochLog, test_eval: Evaluator, bench: Benchmark, result: dict) -> ad.AnnData:
+    """The test predictions scored at the val-selected epoch (capped at the input size, as scored)
+    and the controls the predictor was handed, in the input's layout (bench/predictions.py)."""
+    _, epoch, sets, counts = log.kept["val_selected"]
+    given = test_eval.control_source()
+    controls = {ct: given(ct) for ct in sorted({c.cell_type for c in sets})}
+    meta = {"predictor": result["predictor"], "seed": int(result["seed"]), "split": result["split"],
+            "selection": "val_selected", "epoch": NO_EPOCH if epoch is None else int(epoch),
+            "input_size": int(test_eval.input_size), "data": bench.name,
+            "conditions": np.array([c.key for c in sorted(counts)], dtype=str),
+            "n_pred": np.array([counts[c] for c in sorted(counts)], dtype=np.int64)}  # cells returned, before the cap
+    return predictions_adata(sets, controls, bench.sc.var_names, test_eval.control, meta)
 
 
 def candidates(space: dict[str, list]) -> list[dict]:
@@ -362,8 +385,10 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def save_run(out_dir: Path, result: dict, epochs: pd.DataFrame, conditions: pd.DataFrame) -> Path:
-    """Write one run's files into OUT/runs/<predictor>/seed<k>/ atomically (a whole folder rename)."""
+def save_run(out_dir: Path, result: dict, epochs: pd.DataFrame, conditions: pd.DataFrame,
+             predictions: ad.AnnData | None = None) -> Path:
+    """Write one run's files into OUT/runs/<predictor>/seed<k>/ atomically (a whole folder rename),
+    its saved predictions (predictions.h5ad) too when given."""
     final = run_dir(out_dir, result["predictor"], result["seed"])
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".seed{result['seed']}.", dir=final.parent))
@@ -374,6 +399,8 @@ def save_run(out_dir: Path, result: dict, epochs: pd.DataFrame, conditions: pd.D
             atomic_write_csv(tmp / "epochs.csv", epochs)
         if not conditions.empty:
             atomic_write_csv(tmp / "conditions.csv", conditions)
+        if predictions is not None:
+            write_predictions(tmp, predictions)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -381,19 +408,26 @@ def save_run(out_dir: Path, result: dict, epochs: pd.DataFrame, conditions: pd.D
     return final
 
 
+def saved_predictions(out_dir: Path, job: Job) -> bool:
+    """Whether a job's run folder holds its saved predictions."""
+    return (run_dir(out_dir, job.predictor, job.seed) / PREDICTIONS_FILE).is_file()
+
+
 def load_results(out_dir: Path) -> list[dict]:
     """Every run's result.json under a run folder."""
     return [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("runs/*/seed*/result.json"))]
 
 
-def execute(sweep: Sweep, job: Job, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def execute(sweep: Sweep, job: Job, bar=None) -> tuple[dict, pd.DataFrame, pd.DataFrame, ad.AnnData | None]:
     """Compute one job of a sweep (in whichever process the executor chose) and stamp its key."""
     if bar is not None:
         bar.set_description(f"{job.predictor} seed {job.seed}")
     test_eval, val_eval = sweep.evaluators()
-    result, epochs, conditions = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval,
-                                         sweep.config, bar)
-    return {**result, "run_key": job.key, "scoring_version": SCORING_VERSION}, epochs, conditions
+    result, epochs, conditions, saved = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval,
+                                                sweep.config, bar)
+    if saved is not None:
+        saved.uns[PREDICTIONS_UNS_KEY].update(run_key=job.key, scoring_version=SCORING_VERSION)
+    return {**result, "run_key": job.key, "scoring_version": SCORING_VERSION}, epochs, conditions, saved
 
 
 def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
@@ -423,14 +457,19 @@ def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Pa
     executor = executor or LocalExecutor()
     jobs = plan(bench, split, config)
     results: dict[Job, dict] = {}
+    unsaved: list[Job] = []
     for job in jobs:
         done = None if config.force else finished(out_dir, job.predictor, job.seed, job.key)
-        if done is not None:
+        if done is not None and config.save_predictions and not saved_predictions(out_dir, job):
+            unsaved.append(job)  # finished, but its predictions were not kept: computed again to keep them
+        elif done is not None:
             results[job] = done
     pending = [job for job in jobs if job not in results]
     tqdm.write(f"runs: {len(results)} reused (finished, same key), {len(pending)} to compute", file=sys.stderr)
     for job in pending:
         why = None if config.force else stale_reason(out_dir, job.predictor, job.seed, job.key)
+        if job in unsaved:
+            why = f"it was run without --save-predictions, so it has no {PREDICTIONS_FILE}"
         if why:
             tqdm.write(f"{job.predictor} (seed {job.seed}): recomputed: {why}", file=sys.stderr)
     with tqdm(total=len(pending), desc="runs", unit="run", dynamic_ncols=True) as bar:
@@ -439,7 +478,7 @@ def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Pa
             if isinstance(output, BaseException):
                 result = {"predictor": job.predictor, "seed": job.seed, "split": split.name, "status": "failed",
                           "error": f"{type(output).__name__}: {output}", "run_key": job.key}
-                output = (result, pd.DataFrame(), pd.DataFrame())
+                output = (result, pd.DataFrame(), pd.DataFrame(), None)
             result = output[0]
             save_run(out_dir, *output)
             if result["status"] != "ok":

@@ -180,3 +180,88 @@ def test_the_papers_six_are_the_papers_definitions_on_every_predicted_cell(smoke
             assert getattr(row, "dis" + suffix) == pytest.approx(np.nanmax(r, axis=1).mean(), abs=1e-4)
             checked += 1
     assert len(frame) == 8 and checked == 3 * len(frame)  # 2 drugs x 4 doses, 3 gene sets each
+
+
+# ---------------------------------------------------------------- cell-eval's pair layout
+
+
+def _pair(folder, pert_col: str = "target_gene", control: str = "non-targeting"):
+    """(real, predicted) h5ad files as cell-eval reads them: one perturbation column, the control
+    cells in both, CSR float32 X, string obs and var names (as `cell-eval prep` writes them)."""
+    from test_peer_metrics import make_fixture
+
+    ctrl, true, pred = make_fixture()
+    drugs = list(true)
+
+    def write(cells: dict, name: str) -> str:
+        labels = [control] * len(ctrl) + [d for d in drugs for _ in range(len(cells[d]))]
+        x = sp.csr_matrix(np.concatenate([ctrl] + [cells[d] for d in drugs]).astype(np.float32))
+        obs = pd.DataFrame({pert_col: labels}, index=np.arange(len(labels)).astype(str))
+        ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"gene{j}" for j in range(ctrl.shape[1])])).write_h5ad(folder / name)
+        return str(folder / name)
+
+    return write(true, "real.h5ad"), write(pred, "pred.h5ad"), drugs
+
+
+def test_a_cell_eval_pair_scores_as_it_is_and_agrees_with_cell_eval(tmp_path, capsys):
+    """A Virtual Cell Challenge-style pair (target_gene, non-targeting, no cell-type or dose column)
+    scored by `bench score --pert-col`, next to cell-eval itself on the same two files."""
+    pytest.importorskip("cell_eval")
+    from cell_eval import MetricsEvaluator
+    from cell_eval._pipeline import MetricPipeline
+    from test_peer_metrics import CONDITION_METRICS
+
+    real, pred, drugs = _pair(tmp_path)
+    out = tmp_path / "m.csv"
+    assert main(["score", "--truth", real, "--pred", pred, "--pert-col", "target_gene", "--out", str(out)]) == 0
+    ours = pd.read_csv(out).set_index(DRUG).reindex(drugs)
+    assert ours[CELL_TYPE].nunique() == 1 and ours[DOSE].nunique() == 1 and ours["n_true"].gt(0).all()
+    evaluator = MetricsEvaluator(pred, real, control_pert="non-targeting", pert_col="target_gene", num_threads=1,
+                                 outdir=str(tmp_path / "cell_eval"))
+    pipeline = MetricPipeline(profile=None)
+    names = CONDITION_METRICS + ["discrimination_score_l1", "pearson_edistance"]
+    pipeline.add_metrics(names)
+    pipeline.compute_de_metrics(evaluator.de_comparison)
+    pipeline.compute_anndata_metrics(evaluator.anndata_pair)
+    theirs = pipeline.get_results().to_pandas().set_index("perturbation").reindex(drugs)
+    for name in names:
+        both = theirs[name].notna().to_numpy()
+        if name in ("overlap_at_N", "overlap_at_50"):  # bench: 1 where neither side calls a gene (cell-eval: 0)
+            both &= ours.index != "inert"
+        assert both.sum() >= len(drugs) - 1, name  # the inert drug: no true DE gene
+        np.testing.assert_allclose(ours[name].to_numpy()[both], theirs[name].to_numpy()[both], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_cell_evals_documented_example_pair_scores(tmp_path, capsys):
+    """cell-eval's README example: `build_random_anndata` (perturbation column, control label
+    'control', float64 log-normalised X, a cell-type column it ignores) and half its cells as the
+    prediction; `--control-pert` names the label."""
+    pytest.importorskip("cell_eval")
+    from cell_eval.data import build_random_anndata, downsample_cells
+
+    real = build_random_anndata(n_cells=600, n_genes=60, n_perts=5)
+    pred = downsample_cells(real, fraction=0.5)
+    real.write_h5ad(tmp_path / "real.h5ad")
+    pred.write_h5ad(tmp_path / "pred.h5ad")
+    out = tmp_path / "m.csv"
+    argv = ["score", "--truth", str(tmp_path / "real.h5ad"), "--pred", str(tmp_path / "pred.h5ad"), "--out", str(out),
+            "--pert-col", "perturbation", "--control-pert", "control"]
+    assert main(argv) == 0
+    frame = pd.read_csv(out)
+    assert sorted(frame[DRUG]) == [f"pert_{i}" for i in range(5)] and frame[CELL_TYPE].nunique() == 1
+    assert frame[["mse", "overlap_at_N", "discrimination_score_l1"]].notna().all().all()
+    assert main([*argv, "--cell-type-key", "celltype"]) == 0  # cell-eval's --celltype-col: one row per cell type
+    assert len(pd.read_csv(out)) == 5 * 3
+
+
+def test_pair_errors_are_one_line(tmp_path, capsys):
+    real, pred, _ = _pair(tmp_path)
+    cases = [
+        (["--pert-col", "target"], "obs has no column 'target'"),
+        (["--pert-col", "target_gene", "--drug-key", "target_gene"], "both name the perturbation column"),
+        (["--pert-col", "target_gene", "--control-pert", "NTC"], "no control cells (drug label 'NTC')"),
+    ]
+    for extra, message in cases:
+        assert main(["score", "--truth", real, "--pred", pred, *extra]) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err

@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seeds", "--split-seed", dest="split_seeds", default="0",
                    help="comma-separated seeds of the drug hold-out; several: one run folder each under --out, "
                         "reported separately and pooled (default: 0)")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="K-fold over the held-out drugs (or families): K runs of the split, fold k's drugs tested in "
+                        "folder fold<k>, every drug tested once; pooled into one leaderboard (default: one hold-out)")
+    p.add_argument("--fold", type=int, default=None, metavar="k",
+                   help="with --folds: run fold k only (0-based), e.g. to spread the folds over machines")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=DEFAULT_BUDGET,
                    help=f"epoch budget of every trainable predictor, the same for all (default: {DEFAULT_BUDGET})")
@@ -89,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="local: size of the process pool (default: 1, in process); ray: CPUs of the local instance")
     p.add_argument("--force", action="store_true",
                    help="recompute every run, even finished ones with the same configuration and data")
+    p.add_argument("--save-predictions", action="store_true",
+                   help="write each run's test predictions at its validation-selected epoch, with the controls it was "
+                        "handed, as runs/<predictor>/seed<k>/predictions.h5ad (score them with `bench score --pred`); "
+                        "a finished run without that file is computed again")
     add_data_arguments(p)
     p.set_defaults(func=run)
 
@@ -118,10 +127,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
                        force=args.force, patience=args.patience or None, search=args.search,
-                       overrides=parse_overrides(args.overrides, names))
-    folders = [out if len(split_seeds) == 1 else out / f"split-seed{s}" for s in split_seeds]
-    for split_seed, folder in zip(split_seeds, folders):
-        run_split(args, bench, config, split_seed, folder, executor)
+                       overrides=parse_overrides(args.overrides, names), save_predictions=args.save_predictions)
+    if args.folds is not None and args.folds < 2:
+        raise BenchError(f"--folds {args.folds}: expected at least 2 folds")
+    if args.fold is not None and not (args.folds and 0 <= args.fold < args.folds):
+        raise BenchError(f"--fold {args.fold}: expected --folds K and a fold in 0..K-1")
+    folds = [args.fold] if args.fold is not None else list(range(args.folds)) if args.folds else [None]
+    folders = []
+    for s in split_seeds:
+        base = out if len(split_seeds) == 1 else out / f"split-seed{s}"
+        for fold in folds:
+            folders.append(base if fold is None else base / f"fold{fold}")
+            run_split(args, bench, config, s, folders[-1], executor, fold)
     text = render_markdown(folders)
     atomic_write_text(out / "leaderboard.md", text)
     print(text)
@@ -130,9 +147,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: int, out: Path, executor) -> None:
-    """One split seed of the main job: hold out drugs, record the run's provenance, run every job."""
-    split = benchmark_split(bench, args.split, split_seed, args.split_column)
+def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: int, out: Path, executor,
+              fold: int | None = None) -> None:
+    """One split seed (and fold) of the main job: hold out drugs, record the run's provenance, run every job."""
+    split = benchmark_split(bench, args.split, split_seed, args.split_column, fold, args.folds)
     held_out = [d for d in split.drugs(bench.sc.obs, TEST) if not is_combination(d)]  # combinations: see runner
     absent = bench.missing_in_bulk(held_out) if bench.bulk is not None else []
     if absent:
@@ -151,7 +169,8 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
     }
     atomic_write_json(out / "run.json", meta)
     print(
-        f"data: {bench.name}; split {args.split} (split seed {split_seed}): {summary['test_drugs']} test drugs "
+        f"data: {bench.name}; split {args.split} (split seed {split_seed}"
+        + (f", fold {fold + 1} of {args.folds}" if fold is not None else "") + f"): {summary['test_drugs']} test drugs "
         f"({summary['test_conditions']} conditions), {summary['val_drugs']} validation drugs, "
         f"{summary['train_drugs']} training drugs",
         file=sys.stderr,

@@ -1,4 +1,11 @@
-"""`bench score`: score any tool's predicted cells against true cells with every registered metric."""
+"""`bench score`: score any tool's predicted cells against true cells with every registered metric.
+
+Both files are read as `bench run --sc` reads one (bench/data/loaders.py). With `--pert-col` they
+are a pair in cell-eval's layout: one perturbation column with a control label, one cell type and
+one dose unless their columns are named. A file saved by `bench run --save-predictions` is scored
+with the run's own control floor (the controls it handed the predictor), so its conditions.csv is
+reproduced.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,24 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 
-from bench.errors import BenchError, closest
-from bench.evaluation import Evaluator, calibrated
+from bench.data.loaders import (NO_DOSE, ObsKeys, canonical, de_lists_from_uns, load_single_cell, read_h5ad_checked,
+                                resolve_expression)
+from bench.data.validate import check_controls, check_expression, check_genes, checks_reported_here
+from bench.errors import BenchError
+from bench.evaluation import DE_UNS_KEY, Evaluator, calibrated
 from bench.headline import headline, interval
 from bench.io import atomic_write_csv
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, conditions_of, same_dose
+from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
+from bench.predictions import provenance
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of, same_dose
 from metrics import get_metrics
 from predictors.base import dense
+
+
+PAIR_CONTROL = "non-targeting"  # cell-eval's default control label
+PAIR_CELL_TYPE = "all"  # the one cell type of a pair read with --pert-col and no --cell-type-key
+PAIR_CELL_COLUMN = "bench_cell_type"  # the obs column that carries it while reading
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,37 +40,87 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truth", type=Path, required=True, help="true cells, controls included (h5ad)")
     p.add_argument("--pred", type=Path, required=True, help="predicted cells per test condition (h5ad)")
     p.add_argument("--out", type=Path, default=None, help="write one row per condition here (CSV)")
-    p.add_argument("--drug-key", default=DRUG, help=f"obs column of the drug (default: {DRUG})")
-    p.add_argument("--cell-type-key", default=CELL_TYPE, help=f"obs column of the cell type (default: {CELL_TYPE})")
-    p.add_argument("--dose-key", default=DOSE, help=f"obs column of the dose (default: {DOSE})")
-    p.add_argument("--control", default=CONTROL, help=f"drug label of control cells (default: {CONTROL})")
+    p.add_argument("--drug-key", default=None, help="obs column of the drug (default: detected as bench run does: drug, "
+                                                    "else condition, pert_iname or perturbation)")
+    p.add_argument("--cell-type-key", default=None, help="obs column of the cell type (default: cell_type, else cell_line "
+                                                         "or cell_id; with --pert-col: one cell type)")
+    p.add_argument("--dose-key", default=None, help="obs column of the dose (default: dose, pert_dose, dose_val or dose_value; "
+                                                    "with --pert-col: one dose); none: one dose per drug")
+    p.add_argument("--pert-col", default=None, metavar="COLUMN",
+                   help="read the pair in cell-eval's layout: COLUMN (e.g. target_gene or drug) holds each cell's "
+                        "perturbation in both files, controls included; no cell-type or dose column needed")
+    p.add_argument("--control", "--control-pert", dest="control", default=None, metavar="LABEL",
+                   help=f"label of control cells (default: {CONTROL}, DMSO/vehicle detected; with --pert-col: "
+                        f"{PAIR_CONTROL}, cell-eval's)")
     p.set_defaults(func=run)
 
 
-def read_canonical(path: Path, keys: dict[str, str]) -> ad.AnnData:
-    """Read an h5ad and rename its condition columns to the canonical drug/cell_type/dose."""
-    if not path.is_file():
-        raise BenchError(f"{path}: file not found")
-    try:
-        adata = ad.read_h5ad(path)
-    except Exception as exc:  # noqa: BLE001  h5py/anndata raise many types for a bad file
-        raise BenchError(f"{path}: not a readable h5ad file ({type(exc).__name__})") from None
-    for canonical, column in keys.items():
-        if column not in adata.obs:
-            raise BenchError(f"{path}: obs has no column '{column}'{closest(column, adata.obs.columns)}")
-    obs = pd.DataFrame({canonical: adata.obs[column].to_numpy() for canonical, column in keys.items()}, index=adata.obs_names)
-    obs[DRUG] = obs[DRUG].astype(str)
-    obs[CELL_TYPE] = obs[CELL_TYPE].astype(str)
-    try:
-        obs[DOSE] = obs[DOSE].astype(float)
-    except ValueError:
-        raise BenchError(f"{path}: dose column '{keys[DOSE]}' is not numeric") from None
-    return ad.AnnData(adata.X, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+def obs_keys(args: argparse.Namespace) -> tuple[ObsKeys, bool]:
+    """The columns and control label to read both files with, and whether they have one cell type
+    (a cell-eval pair without --cell-type-key)."""
+    if args.pert_col is None:
+        return ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control or CONTROL), False
+    if args.drug_key is not None:
+        raise BenchError(f"--pert-col {args.pert_col} and --drug-key {args.drug_key} both name the perturbation column: give one")
+    one = args.cell_type_key is None
+    keys = ObsKeys(args.pert_col, PAIR_CELL_COLUMN if one else args.cell_type_key, args.dose_key or NO_DOSE,
+                   args.control or PAIR_CONTROL)
+    return keys, one
+
+
+def read_cells(path: Path, keys: ObsKeys, one_cell_type: bool) -> tuple[ad.AnnData, dict]:
+    """A file read with bench's loader (canonical columns, raw counts normalised, merged duplicate
+    genes), one cell type added first when asked; returns it and the file's own uns."""
+    with checks_reported_here():
+        raw = read_h5ad_checked(path)
+        if one_cell_type:
+            raw.obs[PAIR_CELL_COLUMN] = PAIR_CELL_TYPE
+        adata = resolve_expression(canonical(raw, keys, str(path)))
+    check_genes(adata, str(path))
+    return adata, raw.uns
+
+
+def read_truth(path: Path, keys: ObsKeys, one_cell_type: bool) -> ad.AnnData:
+    """The true cells exactly as `bench run --sc` reads them (checked: log-normalised, controls for
+    every cell type, CPA DE lists kept)."""
+    if not one_cell_type:
+        return load_single_cell(path, keys)
+    truth, _ = read_cells(path, keys, one_cell_type)
+    check_expression(truth, str(path), log_normalised=True)
+    check_controls(truth, str(path), keys.control)
+    de = de_lists_from_uns(truth)
+    if de:
+        truth.uns[DE_UNS_KEY] = de
+    return truth
+
+
+def run_input_size(uns: dict) -> int | None:
+    """The controls per cell type a saved run's predictor was handed (uns['bench_predictions']), else None."""
+    meta = uns.get(PREDICTIONS_UNS_KEY)
+    size = meta.get("input_size") if isinstance(meta, dict) else None
+    return int(size) if size is not None else None
+
+
+def returned_counts(uns: dict, conditions: list[Condition]) -> dict[Condition, int] | None:
+    """How many cells a saved run's predictor returned per condition (before the cap at the input
+    size; uns['bench_predictions'] n_pred per conditions), when recorded for every condition, else None."""
+    meta = uns.get(PREDICTIONS_UNS_KEY)
+    if not isinstance(meta, dict) or "n_pred" not in meta or "conditions" not in meta:
+        return None
+    given = dict(zip(map(str, np.asarray(meta["conditions"])), np.asarray(meta["n_pred"]).tolist()))
+    if any(c.key not in given for c in conditions):
+        return None
+    return {c: int(given[c.key]) for c in conditions}
+
+
+SHOWN = 8  # conditions named in a warning about conditions on one side only
 
 
 def run(args: argparse.Namespace) -> int:
-    keys = {DRUG: args.drug_key, CELL_TYPE: args.cell_type_key, DOSE: args.dose_key}
-    truth, pred = read_canonical(args.truth, keys), read_canonical(args.pred, keys)
+    keys, one_cell_type = obs_keys(args)
+    control = keys.control
+    truth = read_truth(args.truth, keys, one_cell_type)
+    pred, pred_uns = read_cells(args.pred, keys, one_cell_type)
     missing = [g for g in truth.var_names if g not in set(pred.var_names)]
     extra = [g for g in pred.var_names if g not in set(truth.var_names)]
     if missing or extra:
@@ -63,25 +129,32 @@ def run(args: argparse.Namespace) -> int:
             f"{len(extra)} extra (e.g. {', '.join(extra[:3]) or '-'})"
         )
     pred = pred[:, truth.var_names]
-    true_conds = set(conditions_of(truth.obs, control=args.control))
-    pred_conds = set(conditions_of(pred.obs, control=args.control))
-    missing_ctrl = sorted({c.cell_type for c in pred_conds} - set(truth.obs.loc[truth.obs[DRUG] == args.control, CELL_TYPE]))
+    true_conds = set(conditions_of(truth.obs, control=control))
+    pred_conds = set(conditions_of(pred.obs, control=control))
+    missing_ctrl = sorted({c.cell_type for c in pred_conds} - set(truth.obs.loc[truth.obs[DRUG] == control, CELL_TYPE]))
     if missing_ctrl:
-        raise BenchError(f"{args.truth}: no control cells (label '{args.control}') for cell type(s) {', '.join(missing_ctrl)}")
+        raise BenchError(f"{args.truth}: no control cells (label '{control}') for cell type(s) {', '.join(missing_ctrl)}")
     for side, only in (("truth", true_conds - pred_conds), ("predictions", pred_conds - true_conds)):
         if only:
+            keys = [c.key for c in sorted(only)]
+            more = f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
             print(f"bench score: warning: {len(only)} condition(s) only in the {side}, not scored: "
-                  + ", ".join(c.key for c in sorted(only)), file=sys.stderr)
+                  + ", ".join(keys[:SHOWN]) + more, file=sys.stderr)
     shared = sorted(true_conds & pred_conds)
     if not shared:
         raise BenchError(f"{args.pred}: no condition (cell type, drug, dose) in common with {args.truth}")
-    evaluator = Evaluator(truth, shared, args.control, subset_controls=False)
+    made = provenance(pred_uns)
+    size = run_input_size(pred_uns) if made is not None else None
+    if made is not None:
+        print(f"predictions saved by bench run: {made}; floor: the {size or 'all'} controls per cell type it handed the predictor")
+    # a saved run's file: its floor from the controls the run handed the predictor (its sets are capped at that size)
+    evaluator = Evaluator(truth, shared, control, subset_controls=size is not None, input_size=size)
     obs = pred.obs
     predictions = {}
     for c in shared:
         rows = np.flatnonzero((obs[CELL_TYPE] == c.cell_type).to_numpy() & (obs[DRUG] == c.drug).to_numpy() & same_dose(obs[DOSE].to_numpy(), c.dose))
         predictions[c] = dense(pred.X[rows])
-    frame = evaluator.score(predictions)
+    frame = evaluator.score(predictions, counts=returned_counts(pred_uns, shared) if made is not None else None)
     names = [m.name for m in get_metrics()]
     if args.out is not None:
         columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred"]
