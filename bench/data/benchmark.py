@@ -9,8 +9,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
-
-FAMILY = "drug_family"  # optional obs column: a drug's family (shared mechanism), for family hold-outs
+from bench.schema import FAMILY as FAMILY  # the family column, defined with the other obs columns
 
 
 @dataclass

@@ -14,6 +14,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.data.combinations import is_combination
 from bench.errors import BenchError
 from bench.schema import CONTROL, DRUG
 
@@ -76,7 +77,8 @@ def match_drugs(sc_drugs: list[str], bulk_drugs: list[str], sc_smiles: dict[str,
                 bulk_smiles: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
     """single-cell drug -> (bulk drug, how it was matched), each drug matched at most once, in the
     order of MATCH_WAYS: exact name, letter case, a shared name key owned by one drug on each side,
-    the parent molecule's InChIKey, then its connectivity block (stereo ignored)."""
+    the parent molecule's InChIKey, then its connectivity block (stereo ignored); combinations
+    (`A+B`) are matched by name only."""
     found: dict[str, tuple[str, str]] = {}
     free_bulk = set(bulk_drugs) - set(sc_drugs)
     for d in sc_drugs:
@@ -102,7 +104,7 @@ def match_drugs(sc_drugs: list[str], bulk_drugs: list[str], sc_smiles: dict[str,
         def molecule(part: int):
             def keys_of(name: str, side: str) -> set[str]:
                 s = smiles[side].get(name)
-                if not isinstance(s, str):
+                if not isinstance(s, str) or is_combination(name):  # a combination is no one molecule
                     return set()
                 if s not in cache:
                     cache[s] = molecule_keys(s)
@@ -156,15 +158,25 @@ def _lookup(names: pd.Series, table: dict[str, str], by_key: dict[str, str]) -> 
     return names.map(distinct)
 
 
+def file_smiles(obs: pd.DataFrame) -> pd.Series | None:
+    """Each row's SMILES from the columns a file carries (SMILES_COLUMNS, the first non-empty one
+    per row, as object strings or missing); None when it carries none of them."""
+    columns = [c for c in SMILES_COLUMNS if c in obs]
+    if not columns:
+        return None
+    smiles = pd.Series(np.nan, index=obs.index, dtype=object)
+    for col in columns:
+        smiles = smiles.where(smiles.notna(), obs[col].astype(object).replace({"": np.nan}))
+    return smiles
+
+
 def attach_smiles(adata: ad.AnnData, table: dict[str, str], control: str = CONTROL) -> int:
     """Fill obs['smiles'] of treated rows: a SMILES column the file carries wins, then the table by
     drug name (spelling, else name keys), then by pert_id. Returns the number of treated drugs left
     without a SMILES."""
     obs = adata.obs
-    smiles = pd.Series(np.nan, index=obs.index, dtype=object)
-    for col in SMILES_COLUMNS + (SMILES,):
-        if col in obs:
-            smiles = smiles.where(smiles.notna(), obs[col].astype(object).replace({"": np.nan}))
+    carried = file_smiles(obs)
+    smiles = pd.Series(np.nan, index=obs.index, dtype=object) if carried is None else carried
     by_key = {k: table[n] for k, n in _unique_index({n: name_keys(n) for n in table}).items()}
     for col in ID_COLUMNS:
         if col in obs:

@@ -19,12 +19,12 @@ from anndata.io import read_elem
 from bench.data.combinations import DOSE_PARTS, treated_conditions
 from bench.data.counts import NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts, merge_duplicate_genes
 from bench.data.doses import NM_PER_UNIT, parse_doses, written_with_unit
+from bench.data.drugs import SMILES, file_smiles
 from bench.data.l1000 import read_l1000, written_doses, zero_controls
 from bench.data.validate import (check_controls, check_expression, check_genes, checks_reported_here, require_columns,
                                  unreadable)
 from bench.errors import BenchError
-from bench.evaluation import DE_UNS_KEY
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG
 
 # Column names tried, in order, when no explicit option is given.
 DRUG_COLUMNS = ("drug", "condition", "pert_iname", "perturbation")
@@ -152,6 +152,9 @@ def canonical_obs(obs: pd.DataFrame, keys: ObsKeys, source: str) -> tuple[pd.Dat
     obs[DRUG] = pd.Categorical(drug)
     obs[CELL_TYPE] = pd.Categorical(obs[cell_col].astype(str))
     obs[DOSE] = dose
+    carried = file_smiles(obs)  # chemCPA's sci-Plex3 writes SMILES, its LINCS canonical_smiles
+    if carried is not None:
+        obs[SMILES] = pd.Categorical(carried.where(drug != keys.control))
     if (parts != "").any():
         obs[DOSE_PARTS] = ""
         obs.iloc[rows, obs.columns.get_loc(DOSE_PARTS)] = parts[real]

@@ -7,7 +7,9 @@ dependent fraction of cells respond, each with its own strength) on top of cell-
 and are sampled as Poisson counts, then log-normalised. Bulk profiles are population averages on a
 log2 scale with measurement noise, over many more cell lines and drugs, on a landmark-like subset
 of genes plus a few bulk-only genes. All generating parameters are kept in ``sc.uns['bench_truth']``
-so an oracle can simulate fresh cells of any condition and bound what is achievable.
+so an oracle can simulate fresh cells of any condition and bound what is achievable. Every drug
+has a molecule (`bench.data.molecules`: its family's scaffold, its own substituents), and a share
+`structure_weight` of its effect follows from the molecule's fingerprint.
 
 Preset ``easy`` is that model as is: bulk sees exactly the single-cell effect, every single-cell
 drug is measured in bulk everywhere at six doses. Preset ``realistic``
@@ -18,23 +20,26 @@ counts, uneven cell numbers, many inert drugs and dose responses that change sha
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.data.benchmark import FAMILY
+from bench.data.drugs import SMILES
+from bench.data.molecules import fingerprint_bits, generated_molecules, structure_basis, structure_coefficients
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, FAMILY, Condition
 
 SC_DOSES = (10.0, 100.0, 1000.0, 10000.0)  # nM, as in sci-Plex3
 BULK_DOSES = (40.0, 120.0, 370.0, 1110.0, 3330.0, 10000.0)  # nM, an L1000-like 6-point plate
 LOG_SCALE = 1e4  # counts per cell after normalisation, before log1p
 PRESETS = ("easy", "realistic")
 TEST_SIZES = ("smoke",)  # sizes that exist to exercise the mechanics: always the easy model (signal at few cells)
+MOLECULE_STREAM, STRUCTURE_STREAM = 4, 5  # random streams (seed, stream) of the drugs' molecules and structure maps
 
 
 def default_preset(size: str) -> str:
@@ -64,7 +69,15 @@ class SyntheticConfig:
     n_bulk_only_genes: int = 20
     library_size: float = 3000.0
     effect_scale: float = 1.0
+    # Share of each drug's latent effect (its variance) that is a smooth function of its molecule's
+    # Morgan fingerprint (bench.data.molecules); the rest is its family's mechanism plus its own
+    # deviation. 0: effects ignore structure (the data of the generator before drugs had molecules).
+    structure_weight: float = 0.5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.structure_weight <= 1.0:
+            raise BenchError(f"structure_weight {self.structure_weight}: expected a share between 0 and 1")
 
 
 SIZES: dict[str, SyntheticConfig] = {
@@ -113,21 +126,25 @@ def dataset_name(size: str, preset: str) -> str:
     return f"synthetic-{size}" + ("" if preset == "easy" else f"-{preset}")
 
 
-def generate(size: str = "default", seed: int = 0, preset: str | None = None) -> tuple[ad.AnnData, ad.AnnData]:
+def generate(size: str = "default", seed: int = 0, preset: str | None = None,
+             structure_weight: float | None = None) -> tuple[ad.AnnData, ad.AnnData]:
     """Generate the (single-cell, bulk) pair of the named size and preset (None: `default_preset`),
-    deterministically from `seed`."""
+    deterministically from `seed`; `structure_weight` overrides the size's (None: keep it)."""
     preset = preset or default_preset(size)
     cfg = config_for(size, seed)
+    if structure_weight is not None:
+        cfg = replace(cfg, structure_weight=float(structure_weight))
     if preset == "easy":
         truth, _ = draw_truth(cfg)
         sc = _single_cell(cfg, truth, np.random.default_rng([cfg.seed, 1]))
         bulk = _bulk(cfg, truth, np.random.default_rng([cfg.seed, 2]))
         knobs = {}
     elif preset == "realistic":
-        from bench.data.synthetic_realistic import KNOBS, generate_realistic
+        from bench.data.synthetic_realistic import generate_realistic, realistic_setup
 
-        sc, bulk = generate_realistic(cfg)
-        knobs = _plain(asdict(KNOBS))
+        cfg, setup = realistic_setup(size, cfg)
+        sc, bulk = generate_realistic(cfg, setup)
+        knobs = _plain(asdict(setup))
     else:
         raise BenchError(f"unknown preset '{preset}': expected one of {', '.join(PRESETS)}")
     sc.uns["bench_dataset"] = {"name": dataset_name(size, preset), "seed": cfg.seed, "preset": preset,
@@ -139,6 +156,28 @@ def generate(size: str = "default", seed: int = 0, preset: str | None = None) ->
 def _plain(d: dict) -> dict:
     """Configuration values as h5ad can store them (floats as float, tuples as arrays)."""
     return {k: float(v) if isinstance(v, float) else np.asarray(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+@lru_cache(maxsize=2)
+def _structure(smiles: tuple[str, ...], n_programs: int) -> tuple[sp.csr_matrix, tuple[np.ndarray, np.ndarray]]:
+    """The drugs' Morgan fingerprints and principal scores, computed once per truth (every latent
+    component of the realistic preset reads them)."""
+    bits = fingerprint_bits(smiles)
+    return bits, structure_basis(bits, n_programs)
+
+
+def with_structure(mechanism: np.ndarray, smiles: Sequence[str], cfg: SyntheticConfig, part: int) -> np.ndarray:
+    """Latent coefficients (drugs, programmes) of which a share `cfg.structure_weight` of the variance
+    comes from the drugs' molecules: sqrt(w) * structure map + sqrt(1 - w) * `mechanism`, the map
+    scaled to the mechanism's spread; `part` numbers the latent component (each its own rotation)."""
+    w = cfg.structure_weight
+    if w == 0.0:
+        return mechanism
+    bits, basis = _structure(tuple(map(str, smiles)), mechanism.shape[1])
+    structure = structure_coefficients(bits, mechanism.shape[1], [cfg.seed, STRUCTURE_STREAM, part], basis)
+    spread = structure.std()
+    structure *= mechanism.std() / spread if spread > 0 else 0.0
+    return np.sqrt(w) * structure + np.sqrt(1.0 - w) * mechanism
 
 
 def draw_truth(cfg: SyntheticConfig, base_sd: float = 1.3, inert_fraction: float = 0.15,
@@ -154,8 +193,10 @@ def draw_truth(cfg: SyntheticConfig, base_sd: float = 1.3, inert_fraction: float
     centroids = rng.normal(0.0, 1.0, (cfg.n_families, k)) * (rng.random((cfg.n_families, k)) < 0.5)
     family = rng.integers(0, cfg.n_families, cfg.n_bulk_drugs)
     n = cfg.n_bulk_drugs
+    smiles = generated_molecules(n, family, [cfg.seed, MOLECULE_STREAM])
     potency = np.where(rng.random(n) < inert_fraction, inert_potency, rng.lognormal(0.0, 0.35, n))
-    latent = (centroids[family] + 0.4 * rng.normal(0.0, 1.0, (cfg.n_bulk_drugs, k))) * potency[:, None]
+    mechanism = centroids[family] + 0.4 * rng.normal(0.0, 1.0, (cfg.n_bulk_drugs, k))
+    latent = with_structure(mechanism, smiles, cfg, 0) * potency[:, None]
     latent *= cfg.effect_scale
     ec50 = 10.0 ** rng.uniform(1.3, 3.7, cfg.n_bulk_drugs)  # nM
     hill = rng.uniform(0.8, 2.5, cfg.n_bulk_drugs)
@@ -172,6 +213,7 @@ def draw_truth(cfg: SyntheticConfig, base_sd: float = 1.3, inert_fraction: float
         "genes": genes,
         "cell_lines": np.array([f"CL{i:02d}" for i in range(n_lines)]),
         "drugs": np.array([f"D{i:03d}" for i in range(cfg.n_bulk_drugs)]),
+        "smiles": np.array(smiles),
         "programs": programs,
         "drug_family": family,
         "drug_latent": latent,
@@ -277,9 +319,10 @@ def stack_rows(blocks: Iterable[sp.csr_matrix], n_genes: int) -> sp.csr_matrix:
     return sp.csr_matrix((data_all, indices_all, indptr), shape=(len(indptr) - 1, n_genes))
 
 
-def cell_obs(groups: list[tuple[str, str, float, int]], family: dict[str, str]) -> pd.DataFrame:
+def cell_obs(groups: list[tuple[str, str, float, int]], family: dict[str, str],
+             smiles: dict[str, str] | None = None) -> pd.DataFrame:
     """obs of generated cells: (cell line, drug, dose, count) groups expanded row by row, with each
-    drug's family (controls have none)."""
+    drug's family and, given `smiles` (drug -> SMILES), its molecule (controls have neither)."""
     counts = np.array([n for *_, n in groups], dtype=np.int64)
     frame = pd.DataFrame({
         CELL_TYPE: pd.Categorical(np.repeat([g[0] for g in groups], counts)),
@@ -287,6 +330,8 @@ def cell_obs(groups: list[tuple[str, str, float, int]], family: dict[str, str]) 
         DOSE: np.repeat(np.array([g[2] for g in groups], dtype=float), counts),
     })
     frame[FAMILY] = pd.Categorical(frame[DRUG].astype(str).map(family))
+    if smiles:
+        frame[SMILES] = smiles_column(frame[DRUG], smiles)
     frame.index = [f"cell{i:06d}" for i in range(len(frame))]
     return frame
 
@@ -296,13 +341,24 @@ def family_names(truth: dict) -> dict[str, str]:
     return {str(d): f"F{int(f):02d}" for d, f in zip(truth["drugs"], truth["drug_family"])}
 
 
+def smiles_names(truth: dict) -> dict[str, str]:
+    """drug -> SMILES of every generated drug (empty for a truth without molecules)."""
+    return {str(d): str(s) for d, s in zip(truth["drugs"], truth.get("smiles", ()))}
+
+
+def smiles_column(drugs: pd.Series, smiles: dict[str, str]) -> pd.Categorical:
+    """obs `smiles` of generated rows: each treated drug's SMILES, missing for controls."""
+    return pd.Categorical(drugs.astype(str).map(smiles))
+
+
 def simulate_groups(truth: dict, groups: list[tuple[str, str, float, int]], rng: np.random.Generator) -> ad.AnnData:
     """The single-cell set of (cell line, drug or control, dose, count) groups, simulated in order
     block by block into one CSR matrix, with its obs and the truth."""
     blocks = (simulate_block(truth, None if drug == CONTROL else Condition(line, drug, dose), line, n, rng)
               for line, drug, dose, n in groups)
     x = stack_rows(blocks, len(truth["genes"]))
-    adata = ad.AnnData(x, obs=cell_obs(groups, family_names(truth)), var=pd.DataFrame(index=truth["genes"]))
+    obs = cell_obs(groups, family_names(truth), smiles_names(truth))
+    adata = ad.AnnData(x, obs=obs, var=pd.DataFrame(index=truth["genes"]))
     adata.uns["bench_truth"] = truth
     return adata
 
@@ -353,6 +409,7 @@ def _bulk(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.Ann
         DRUG: pd.Categorical([CONTROL if d < 0 else str(drugs[d]) for _, d, _ in rows]),
         DOSE: [dose for *_, dose in rows],
     })
+    frame[SMILES] = smiles_column(frame[DRUG], smiles_names(truth))
     frame.index = [f"profile{i:06d}" for i in range(len(frame))]
     genes = np.concatenate([truth["genes"][measured], [f"B{i:03d}" for i in range(n_extra)]])
     return ad.AnnData(x, obs=frame, var=pd.DataFrame(index=genes))

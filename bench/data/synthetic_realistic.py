@@ -18,6 +18,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.data.drugs import SMILES
 from bench.data.synthetic import (
     BULK_DOSES,
     CELL_BLOCK,
@@ -28,6 +29,9 @@ from bench.data.synthetic import (
     hill,
     responders,
     simulate_groups,
+    smiles_column,
+    smiles_names,
+    with_structure,
 )
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
 
@@ -71,6 +75,20 @@ class RealisticKnobs:
 
 KNOBS = RealisticKnobs()
 
+# Per size, what the realistic preset changes in the size's shape and knobs. The default size gets
+# sci-Plex3-like cells per condition (a median of 100-200 there; ~55 here, against ~15 at the easy
+# shape), paid for with fewer genes at the same ~240 UMIs per cell and fewer controls per condition
+# (docs/data.md, "The default shape").
+SHAPES: dict[str, tuple[dict, dict]] = {
+    "default": ({"cells_per_condition": 80, "n_genes": 400}, {"umis_per_gene": 0.6, "control_ratio": 25.0}),
+}
+
+
+def realistic_setup(size: str, cfg: SyntheticConfig) -> tuple[SyntheticConfig, RealisticKnobs]:
+    """The configuration and knobs the realistic preset generates `size` with."""
+    shape, knobs = SHAPES.get(size, ({}, {}))
+    return replace(cfg, **shape), replace(KNOBS, **knobs)
+
 
 def generate_realistic(cfg: SyntheticConfig, knobs: RealisticKnobs = KNOBS) -> tuple[ad.AnnData, ad.AnnData]:
     """The (single-cell, bulk) pair of the realistic preset at the shape of `cfg`."""
@@ -90,15 +108,17 @@ def draw_realistic_truth(cfg: SyntheticConfig, knobs: RealisticKnobs = KNOBS) ->
     family = truth["drug_family"]
     scale = potency[:, None] * cfg.effect_scale
 
-    def family_latent(size: float) -> np.ndarray:
+    def family_latent(size: float, part: int) -> np.ndarray:
+        """One latent component: fresh family centroids and deviations, mixed with its structure map."""
         centroids = rng.normal(0.0, 1.0, (cfg.n_families, k)) * (rng.random((cfg.n_families, k)) < 0.5)
-        return size * (centroids[family] + 0.4 * rng.normal(0.0, 1.0, (n, k))) * scale
+        mechanism = centroids[family] + 0.4 * rng.normal(0.0, 1.0, (n, k))
+        return size * with_structure(mechanism, truth["smiles"], cfg, part) * scale
 
     truth["sc_programs"] = rng.normal(0.0, 1.0, (k, g)) * (rng.random((k, g)) < 0.08)
-    truth["sc_latent"] = family_latent(knobs.sc_specific_scale)
-    truth["bulk_latent"] = family_latent(knobs.bulk_specific_scale)
+    truth["sc_latent"] = family_latent(knobs.sc_specific_scale, 1)
+    truth["bulk_latent"] = family_latent(knobs.bulk_specific_scale, 2)
     late = rng.random(n) < knobs.late_fraction
-    truth["late_latent"] = family_latent(knobs.late_scale) * late[:, None]
+    truth["late_latent"] = family_latent(knobs.late_scale, 3) * late[:, None]
     low = np.log10(knobs.late_ec50[0] * truth["ec50"])
     truth["late_ec50"] = 10.0 ** rng.uniform(low, np.maximum(low, np.log10(knobs.late_ec50[1])))
     truth["platform_gain"] = rng.lognormal(0.0, knobs.platform_gain_sd, g)
@@ -207,6 +227,7 @@ def _bulk(cfg: SyntheticConfig, knobs: RealisticKnobs, truth: dict, rng: np.rand
         DOSE: rows[:, 2],
         PLATE: pd.Categorical([f"P{p:05d}" for p in plate]),
     })
+    frame[SMILES] = smiles_column(frame[DRUG], smiles_names(truth))
     frame.index = [f"profile{i:06d}" for i in range(len(frame))]
     genes = np.concatenate([truth["genes"][measured], [f"B{i:03d}" for i in range(n_extra)]])
     return ad.AnnData(x, obs=frame, var=pd.DataFrame(index=genes))
