@@ -145,7 +145,8 @@ class CpaPredictor(Predictor):
         CPA = self._cpa.CPA
         CPA.pert_encoder, CPA.covars_encoder, CPA.pert_smiles_map = dict(self._vocab), None, None
         CPA.setup_anndata(adata, perturbation_key=DRUG, control_group=self._task.control, dosage_key=DOSE_KEY,
-                          categorical_covariate_keys=[CELL_TYPE], is_count_data=False, max_comb_len=1)
+                          categorical_covariate_keys=[CELL_TYPE], is_count_data=False, max_comb_len=1,
+                          **self._setup_options())
         perts = adata.obsm["perts"][:, 0]
         silent = (perts == self._vocab[PAD]) | ((perts == self._vocab[self._task.control]) & (adata.obs[DRUG] != self._task.control).to_numpy())
         if silent.any():
@@ -153,7 +154,15 @@ class CpaPredictor(Predictor):
         c = self.config
         return CPA(adata, split_key=SPLIT_KEY, recon_loss="gauss", doser_type="logsigm", n_latent=c["n_latent"],
                    n_hidden_encoder=c["n_hidden"], n_layers_encoder=c["n_layers"], n_hidden_decoder=c["n_hidden"],
-                   n_layers_decoder=c["n_layers"], seed=self.seed)
+                   n_layers_decoder=c["n_layers"], seed=self.seed, **self._model_options())
+
+    def _setup_options(self) -> dict:
+        """Extra `CPA.setup_anndata` keywords (CPA_smiles: the SMILES column); none for CPA."""
+        return {}
+
+    def _model_options(self) -> dict:
+        """Extra `CPA(...)` keywords (CPA_smiles: `use_rdkit_embeddings`); none for CPA."""
+        return {}
 
     def _train(self, model, epochs: int, report, plan: dict) -> None:
         reporter = epoch_reporter(report)
