@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.runner import PAPER_METRICS
+from bench.schema import PAPER_METRICS
 from metrics import METRICS
 
 SELECTIONS = ("test_selected", "val_selected")

@@ -19,16 +19,13 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex, conditions_of
+from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG, Condition, RowIndex, conditions_of
 from metrics import METRICS, ConditionData, Metric, SplitData, get_metrics
 from metrics.de import de_key, mean_var, rank_by_abs_t, rank_de_genes
 from predictors.base import dense
 
 # Bytes of control-sized predictions requested from a predictor at once when scoring it.
 PREDICTION_BATCH_BYTES = 1 << 30
-
-# uns key holding DE lists (dict 'celltype_drug' -> ranked gene symbols) that override ranking.
-DE_UNS_KEY = "bench_de"
 
 REPLICATE_SPLITS = 3  # random halves of the truth averaged into the replicate reference
 FLOOR_GAP = 1e-12  # a floor this close to the best value leaves nothing to calibrate (score 0)

@@ -31,8 +31,7 @@ import scipy.sparse as sp
 from anndata.io import read_elem
 from tqdm import tqdm
 
-from bench.data.counts import (NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts,
-                               merge_duplicate_genes)
+from bench.data.counts import NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols, log_normalise, looks_like_counts, merge_duplicate_genes
 from bench.data.drugs import SMILES, align_drug_names, attach_smiles, read_smiles_table
 from bench.data.loaders import DE_KEYS, PREPARE_UNS_KEY, UNIT_COLUMNS, ObsKeys, canonical_obs, load_bulk
 from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here, unreadable

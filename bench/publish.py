@@ -14,23 +14,23 @@ from bench import plots
 from bench.board import (
     EPOCH_KEY,
     HEADLINE_COLUMNS,
-    SELECTIONS,
     REPLICATE_SUFFIX,
+    SELECTIONS,
     Board,
     across,
-    pooled_conditions,
-    read_json,
     column_groups,
     higher_is_better,
     is_reference,
     load_boards,
+    pooled_conditions,
+    read_json,
 )
 from bench.claims import render_claims
 from bench.evaluation import calibrated
-from bench.headline import headline, headline_metrics, interval, paired_comparison
-from bench.stability import detectable, headline_scores, mean_kendall_tau, separations, verdict
+from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from bench.runner import PAPER_METRICS
+from bench.stability import detectable, headline_scores, mean_kendall_tau, separations, verdict
+from bench.table1 import UNITS, markdown
 from metrics import METRICS
 
 MANIFEST = "published.json"
@@ -497,8 +497,6 @@ def reproduce_commands(boards: dict[str, Board], out_dir: Path, table1: list[Pat
 
 def table1_lines(tables: list[Path]) -> list[str]:
     """The overview's Table 1 section: each `bench pretrain --out` table under its data set's name."""
-    from bench.commands.pretrain import UNITS, markdown
-
     lines = ["## Table 1: PertBERT pre-training on the bulk set", "",
              "Held-out bulk profiles; " + UNITS + ". Reproduce with `bench pretrain [--preset P] --out FILE.csv`.", ""]
     for path in tables:

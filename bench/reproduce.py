@@ -1,5 +1,6 @@
 """Reproducing a published leaderboard: re-run chosen predictors with the published commands (same
-data, split and seeds) into a fresh folder and compare their numbers with `results.csv`.
+data, split and seeds) into a fresh folder and compare their numbers with `results.csv`. It re-runs
+command lines through the CLI's parser, so it sits above the CLI in the layers (pyproject.toml).
 
 Tolerances (absolute, per metric value): predictors that do not train are plain numpy and repeat to
 floating-point summation order, so CHEAP_TOLERANCE; trainable ones repeat exactly on one machine with

@@ -18,8 +18,8 @@ import json
 import queue
 import shutil
 import sys
-import threading
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -42,13 +42,12 @@ from bench.headline import headline, headline_metrics, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from bench.predictions import NO_EPOCH, PREDICTIONS_FILE, predictions_adata, write_predictions
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
+from bench.schema import PAPER_METRICS
 from metrics import get_metrics
 from predictors import registry
 from predictors.base import StopTraining, Task
 from splits import Split
 from splits.base import TEST, TRAIN, VAL
-
-PAPER_METRICS = ["mean", "mean_DE50", "mean_DE10", "dis", "dis_DE50", "dis_DE10"]
 
 
 def selection_score(frame: pd.DataFrame) -> pd.Series | float:

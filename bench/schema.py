@@ -16,6 +16,13 @@ DRUG = "drug"
 CELL_TYPE = "cell_type"
 DOSE = "dose"
 CONTROL = "control"
+FAMILY = "drug_family"  # optional obs column: a drug's family (shared mechanism), for family hold-outs
+
+# uns key holding DE lists (dict 'celltype_drug' -> ranked gene symbols) that override ranking.
+DE_UNS_KEY = "bench_de"
+
+# The paper's six metrics (its Table 2 columns); their mean selects the paper's (best-test) epoch.
+PAPER_METRICS = ["mean", "mean_DE50", "mean_DE10", "dis", "dis_DE50", "dis_DE10"]
 
 
 @dataclass(frozen=True, order=True)

@@ -48,9 +48,8 @@ def level5_gctx(folder: Path, plate: Path, n_sigs: int = 473_647, n_genes: int =
     (float32 z-scores, written in blocks of signatures), a gene_info side-car flagging 978 landmarks
     (the plate's symbols) and a sig_info side-car: ~2% DMSO signatures, the rest compounds (the
     plate's, then made-up ones) at six doses in 70 cell lines."""
-    from layouts import geo_gene_info
-
     from bench.data.loaders import load_bulk
+    from layouts import geo_gene_info
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.headline import headline
 from bench.publish import MANIFEST, RESULTS, best_values, load_boards, pooled_conditions, ranking, render_split_page
-from bench.runner import PAPER_METRICS
+from bench.schema import PAPER_METRICS
 from metrics import METRICS
 from metrics.registry import Metric
 from predictors import BUILTIN

@@ -14,9 +14,9 @@ import scipy.sparse as sp
 
 from bench.cli import main
 from bench.data.loaders import load_bulk, load_single_cell
-from bench.evaluation import DE_UNS_KEY, de_lists
+from bench.evaluation import de_lists
 from bench.prepare import OUTPUTS, PrepareOptions, prepare
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG
 from layouts import ALIAS_ONLY, NOT_ON_PLATE, PLATE_DRUGS, SCIPLEX_DOSES, scperturb_sciplex3, scperturb_sciplex3_full
 from metrics.de import rank_de_genes
 

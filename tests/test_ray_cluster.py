@@ -26,7 +26,6 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-
 from test_executors import scores
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from bench.cli import main
 from bench.data.drugs import match_drugs, name_keys

@@ -166,7 +166,7 @@ def test_the_papers_six_are_the_papers_definitions_on_every_predicted_cell(smoke
     x = truth.X.toarray()
     checked = 0
     for row in frame.itertuples(index=False):
-        at = lambda o: ((o[CELL_TYPE] == row.cell_type) & (o[DRUG] == row.drug) & np.isclose(o[DOSE], row.dose)).to_numpy()
+        at = lambda o: ((o[CELL_TYPE] == row.cell_type) & (o[DRUG] == row.drug) & np.isclose(o[DOSE], row.dose)).to_numpy()  # noqa: E731
         true = x[at(obs)]
         p = pred.X.toarray()[at(pred.obs)]
         ctrl = x[((obs[CELL_TYPE] == row.cell_type) & (obs[DRUG] == CONTROL)).to_numpy()]
@@ -209,6 +209,7 @@ def test_a_cell_eval_pair_scores_as_it_is_and_agrees_with_cell_eval(tmp_path, ca
     pytest.importorskip("cell_eval")
     from cell_eval import MetricsEvaluator
     from cell_eval._pipeline import MetricPipeline
+
     from test_peer_metrics import CONDITION_METRICS
 
     real, pred, drugs = _pair(tmp_path)

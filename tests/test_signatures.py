@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
+from predictors.base import Task
 from predictors.cvae import bulk_signatures
 from predictors.knn_bulk import KnnBulk
-from predictors.base import Task
 from predictors.pertbert.predictor import PertBERT
 from predictors.pertbert.pretrain import untrained
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-import h5py
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import pytest

@@ -22,7 +22,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", default="default", choices=sorted(SIZES),
                    help="embedded data size: default, smoke (tiny, for tests) or full (sci-Plex3/LINCS shape) (default: default)")
     g.add_argument("--preset", default=None, choices=PRESETS,
-                   help=f"embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
+                   help="embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
                         "see docs/data.md) (default: realistic; easy for --data smoke)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
     g.add_argument("--sc", type=Path, default=None,

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(predictor_options(args.name))
         return 0
     print("predictors:")
-    for name, (target, options) in registry.registrations().items():
+    for name, (_target, options) in registry.registrations().items():
         try:
             cls, _ = registry.predictor_class(name)
             desc = _first_line(cls.__doc__) or _first_line(__import__(cls.__module__, fromlist=["x"]).__doc__)

@@ -1,5 +1,6 @@
 """`bench pretrain`: PertBERT bulk pre-training in the paper's three Table 1 settings, metrics on
-held-out conditions (every replicate of a held-out (cell line, drug, dose) is left out of training)."""
+held-out conditions (every replicate of a held-out (cell line, drug, dose) is left out of training);
+the table's columns and markdown: bench/table1.py."""
 
 from __future__ import annotations
 
@@ -16,12 +17,8 @@ from bench.commands.data import add_data_arguments, load_benchmark
 from bench.errors import BenchError
 from bench.io import atomic_write_csv
 from bench.schema import CELL_TYPE, DRUG
+from bench.table1 import COLUMNS, METRICS, UNITS, markdown
 from predictors.pertbert.pretrain import STAGES, TABLE1, pretrained
-
-COLUMNS = ["methods", "mask_percentage", "dataset", "stages", "cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles",
-           "held_out", "held_out_conditions"]
-METRICS = ["cell_acc", "drug_acc", "dose_rmse", "mask_rmse", "profiles", "held_out", "held_out_conditions"]
-UNITS = "mask_rmse: standardised units (per-gene z-scores over the bulk set); dose_rmse: log10(nM + 1)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,20 +55,6 @@ def table1(bench, cache_dir: Path, epochs: int | None = None, stages: int = 1) -
             **{k: m.get(k) for k in METRICS},
         })
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """The table in markdown; a table written before a column existed shows the columns it has."""
-    columns = [c for c in COLUMNS if c in frame]
-
-    def fmt(col: str, v) -> str:
-        if v is None or pd.isna(v):
-            return "-"
-        return f"{100 * v:.2f}%" if col.endswith("_acc") else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(c, row[c]) for c in columns) + " |" for _, row in frame.iterrows()]
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,13 +9,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.combinations import is_combination
 from bench.errors import BenchError, closest
 from bench.executors import EXECUTORS, make_executor
 from bench.io import atomic_write_json, atomic_write_text
 from bench.publish import render_markdown
 from bench.runner import RunConfig, run_benchmark
-from bench.commands.data import add_data_arguments, load_benchmark
 from predictors import registry
 from splits import benchmark_split
 from splits.base import TEST
@@ -106,7 +106,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("bench", "numpy", "scipy", "pandas", "anndata", "torch", "scikit-learn", "cpa-tools"):
+    for pkg in ("bench-perturb", "numpy", "scipy", "pandas", "anndata", "torch", "scikit-learn", "cpa-tools"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

@@ -16,19 +16,17 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from bench.data.loaders import (NO_DOSE, ObsKeys, canonical, de_lists_from_uns, load_single_cell, read_h5ad_checked,
-                                resolve_expression)
+from bench.data.loaders import NO_DOSE, ObsKeys, canonical, de_lists_from_uns, load_single_cell, read_h5ad_checked, resolve_expression
 from bench.data.validate import check_controls, check_expression, check_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.evaluation import DE_UNS_KEY, Evaluator, calibrated
+from bench.evaluation import Evaluator, calibrated
 from bench.headline import headline, interval
 from bench.io import atomic_write_csv
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.predictions import provenance
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, conditions_of, same_dose
+from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG, Condition, conditions_of, same_dose
 from metrics import get_metrics
 from predictors.base import dense
-
 
 PAIR_CONTROL = "non-targeting"  # cell-eval's default control label
 PAIR_CELL_TYPE = "all"  # the one cell type of a pair read with --pert-col and no --cell-type-key
@@ -136,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"{args.truth}: no control cells (label '{control}') for cell type(s) {', '.join(missing_ctrl)}")
     for side, only in (("truth", true_conds - pred_conds), ("predictions", pred_conds - true_conds)):
         if only:
-            keys = [c.key for c in sorted(only)]
-            more = f", ... ({len(keys) - SHOWN} more)" if len(keys) > SHOWN else ""
+            names = [c.key for c in sorted(only)]
+            more = f", ... ({len(names) - SHOWN} more)" if len(names) > SHOWN else ""
             print(f"bench score: warning: {len(only)} condition(s) only in the {side}, not scored: "
-                  + ", ".join(keys[:SHOWN]) + more, file=sys.stderr)
+                  + ", ".join(names[:SHOWN]) + more, file=sys.stderr)
     shared = sorted(true_conds & pred_conds)
     if not shared:
         raise BenchError(f"{args.pred}: no condition (cell type, drug, dose) in common with {args.truth}")
