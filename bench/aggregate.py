@@ -1,0 +1,134 @@
+"""Aggregates of published boards, computed once per board or group of boards: per-predictor
+summaries over seeds, the headline frame with drug-level intervals, the ranking and its neighbour
+comparisons, and the machine-readable results."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from bench.board import EPOCH_KEY, HEADLINE_COLUMNS, REPLICATE_SUFFIX, SELECTIONS, Board, across, is_reference
+from bench.evaluation import calibrated
+from bench.headline import headline, headline_metrics, interval
+from bench.stability import separations
+
+
+def summary_frame(board: Board, selection: str) -> pd.DataFrame:
+    """One row per successful predictor (registry order): mean and sd over seeds of every metric,
+    the selected epoch and seconds per epoch."""
+    rows = []
+    ok = board.ok()
+    for name in board.predictors:
+        runs = sorted((r for r in ok if r["predictor"] == name), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        row = {"predictor": name, "seeds": len(runs), "reference": is_reference(runs[0])}
+        for key, values in [(m, [(r.get(selection) or {}).get(m) for r in runs]) for m in board.metrics] + [
+            ("sec_per_epoch", [r.get("seconds_per_epoch") for r in runs]),
+        ]:
+            vals = np.array([v for v in values if v is not None and not pd.isna(v)], dtype=float)
+            row[key] = vals.mean() if vals.size else np.nan
+            row[f"{key}_sd"] = vals.std(ddof=1) if vals.size > 1 else np.nan
+        epochs = [str(int(r[EPOCH_KEY[selection]])) for r in runs if r.get(EPOCH_KEY[selection]) is not None]
+        row["epoch"] = ", ".join(epochs) or "-"  # one per seed: a mean epoch would hide disagreement
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def predictor_order(boards: list[Board]) -> list[str]:
+    return list(dict.fromkeys(n for b in boards for n in b.predictors))
+
+
+def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
+    """Every predictor (references included) with its headline over seeds (validation-selected
+    epoch; pooled over folds and split seeds when given several boards), its 95% interval from a
+    bootstrap over held-out drugs and its calibrated components, best first; plus a `replicate` row:
+    half of the true cells predicting the other half. Computed once per group of boards."""
+    return _headlines(tuple([boards] if isinstance(boards, Board) else boards)).copy()
+
+
+@lru_cache(maxsize=64)
+def _headlines(boards: tuple[Board, ...]) -> pd.DataFrame:
+    boards = list(boards)
+    rows, replicate = [], None
+    for name in predictor_order(boards):
+        frame = across(boards, name)
+        if frame.empty or not headline_metrics(frame):
+            continue
+        low, high = interval(frame)
+        runs = [r for b in boards for r in b.ok() if r["predictor"] == name]
+        row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame),
+               "low": low, "high": high, "seeds": len({r["seed"] for r in runs})}
+        row.update({f"{m}_norm": calibrated(frame, m) for m in headline_metrics(frame)})
+        rows.append(row)
+        if replicate is None and all(f"{m}_replicate" in frame for m in headline_metrics(frame)):
+            ref = frame.assign(**{m: frame[f"{m}_replicate"] for m in headline_metrics(frame)}).dropna()
+            replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan,
+                         "high": np.nan, "seeds": 0, **{f"{m}_norm": calibrated(ref, m) for m in headline_metrics(ref)}}
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame = frame.sort_values("headline", ascending=False, kind="stable")
+    return pd.concat([frame, pd.DataFrame([replicate])], ignore_index=True) if replicate else frame.reset_index(drop=True)
+
+
+def ranking(boards: Board | list[Board]) -> pd.DataFrame:
+    """Non-reference predictors ranked by the headline (validation-selected epoch, pooled over seeds)."""
+    frame = headline_frame(boards)
+    return frame if frame.empty else frame[~frame["reference"]].reset_index(drop=True)
+
+
+def neighbour_pairs(boards: Board | list[Board]) -> list[dict]:
+    """The ranking's adjacent pairs (best first) with their paired drug-level comparison."""
+    return list(_pairs(tuple([boards] if isinstance(boards, Board) else boards)))
+
+
+@lru_cache(maxsize=64)
+def _pairs(boards: tuple[Board, ...]) -> tuple[dict, ...]:
+    boards = list(boards)
+    ranked = ranking(boards)
+    names = ranked["predictor"].tolist() if not ranked.empty else []
+    return tuple(separations(names, {n: across(boards, n) for n in names})) if len(names) > 1 else ()
+
+
+def replicate_row(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a reference row of the replicate scores (calibrated columns only)."""
+    refs = {}
+    for col in board.reference_columns:
+        vals = [(r.get("val_selected") or {}).get(col) for r in board.ok()]
+        vals = [v for v in vals if v is not None and not pd.isna(v)]
+        if vals:
+            refs[col.replace(REPLICATE_SUFFIX, "_norm")] = float(np.mean(vals))
+    if not refs or frame.empty:
+        return frame
+    return pd.concat([frame, pd.DataFrame([{"predictor": "replicate", "reference": True, **refs}])], ignore_index=True)
+
+
+def split_groups(boards: dict[str, Board]) -> dict[str, list[Board]]:
+    """Boards grouped by their split's registered name (one per split seed and fold)."""
+    groups: dict[str, list[Board]] = {}
+    for board in boards.values():
+        groups.setdefault(board.base, []).append(board)
+    return {base: sorted(group, key=lambda b: (b.split_seed, -1 if b.fold is None else b.fold)) for base, group in groups.items()}
+
+
+def results_frame(boards: dict[str, Board]) -> pd.DataFrame:
+    """Every run, machine-readable: one row per split x predictor x seed x selection (failures: one row)."""
+    rows = []
+    for split, board in boards.items():
+        metrics, order = [*HEADLINE_COLUMNS, *board.metrics, *board.reference_columns], board.predictors
+        for r in sorted(board.results, key=lambda r: (order.index(r["predictor"]), r["seed"])):
+            base = {
+                "split": split, "predictor": r["predictor"], "seed": r["seed"], "status": r["status"],
+                "error": r.get("error"), "reference": is_reference(r), "trainable": bool(r.get("trainable")),
+                "seconds_per_epoch": r.get("seconds_per_epoch"), "fit_seconds": r.get("fit_seconds"),
+            }
+            if r["status"] != "ok":
+                rows.append({**base, "selection": None})
+                continue
+            for sel in SELECTIONS:
+                rows.append({**base, "selection": sel, "epoch": r.get(EPOCH_KEY[sel]),
+                             **{m: (r.get(sel) or {}).get(m) for m in metrics}})
+    return pd.DataFrame(rows)
