@@ -256,11 +256,17 @@ def data_set_lines(groups: dict[str, list[Board]]) -> list[str]:
 
 
 def pooled_label(boards: list[Board]) -> str:
-    """What a pooled page pools: '5 folds (every drug tested once)', 'split seeds 0, 1', or both."""
-    folds = {(b.meta.get("split_summary") or {}).get("folds") for b in boards if b.fold is not None}
+    """What a pooled page pools: '5 folds (every held-out drug tested once)', 'folds 1, 2 of 5', 'split seeds 0, 1', or both."""
     seeds = sorted({b.split_seed for b in boards})
-    parts = [f"{max(folds)} folds (every held-out drug tested once{' per split seed' if len(seeds) > 1 else ''})"] if folds else []
-    if len(seeds) > 1 or not folds:
+    folded = [b for b in boards if b.fold is not None]
+    parts = []
+    if folded:
+        k = max(int((b.meta.get("split_summary") or {}).get("folds") or 0) for b in folded)
+        present = sorted({b.fold for b in folded})
+        whole = len(present) == k and len(folded) == k * len(seeds)
+        parts.append(f"{k} folds (every held-out drug tested once{' per split seed' if len(seeds) > 1 else ''})" if whole
+                     else f"folds {', '.join(str(f + 1) for f in present)} of {k} (the other folds' drugs untested)")
+    if len(seeds) > 1 or not folded:
         parts.append(f"split seeds {', '.join(map(str, seeds))}")
     return " x ".join(parts)
 

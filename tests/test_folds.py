@@ -101,3 +101,14 @@ def test_detectable_difference_has_the_stated_power():
     assert 0.76 < np.mean(rejected) < 0.84
     assert detectable_difference(sd, 4 * n) == pytest.approx(mde / 2)
     assert np.isnan(detectable_difference(sd, 1))
+
+
+def test_pooled_label_says_when_folds_are_missing():
+    from bench.board import Board
+    from bench.pages import pooled_label
+
+    def board(fold: int) -> Board:
+        return Board(f"unseen_drugs-fold{fold}", metas=[{"split_summary": {"seed": 0, "fold": fold, "folds": 5}}])
+
+    assert pooled_label([board(k) for k in range(5)]) == "5 folds (every held-out drug tested once)"
+    assert pooled_label([board(0), board(1)]) == "folds 1, 2 of 5 (the other folds' drugs untested)"
