@@ -9,6 +9,7 @@ cell type's real control cells into a set of predicted cells. Trainable predicto
 from __future__ import annotations
 
 import importlib.util
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,19 @@ def row_chunks(conditions: list[Condition], rows: Callable[[Condition], int], li
         total += rows(c)
     if chunk:
         yield chunk
+
+
+def gaussian_cells(distribution: dict[Condition, tuple[np.ndarray, np.ndarray]], seed: int,
+                   sample: bool) -> dict[Condition, np.ndarray]:
+    """Cells from per-condition Gaussians (mean, sd per control cell and gene): with `sample`, one
+    draw each, seeded by `seed` and the condition (the same cells alone or batched); else the means."""
+    out = {}
+    for condition, (mean, std) in distribution.items():
+        if sample:
+            rng = np.random.default_rng([seed, zlib.crc32(condition.key.encode())])
+            mean = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+        out[condition] = mean
+    return out
 
 
 class StopTraining(Exception):

@@ -18,7 +18,6 @@ import copy
 import importlib.util
 import tempfile
 import warnings
-import zlib
 from collections.abc import Callable, Iterable
 
 import anndata as ad
@@ -28,7 +27,7 @@ import torch
 
 from bench.errors import BenchError, DataUnsuitable
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, gaussian_cells, row_chunks
 
 PAD = "<PAD>"
 DOSE_KEY, SPLIT_KEY = "cpa_dose", "cpa_split"
@@ -182,13 +181,7 @@ class CpaPredictor(Predictor):
         """Counterfactual cells: with `sample` (default), one draw per control cell from CPA's Gaussian
         (unclipped, as the model defines it), seeded by the predictor seed and the condition so a
         condition gets the same cells alone or batched; without, the decoder's means."""
-        out = {}
-        for condition, (mean, std) in self.distribution(conditions, controls).items():
-            if self.config["sample"]:
-                rng = np.random.default_rng([self.seed, zlib.crc32(condition.key.encode())])
-                mean = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
-            out[condition] = mean
-        return out
+        return gaussian_cells(self.distribution(conditions, controls), self.seed, self.config["sample"])
 
     def distribution(self, conditions: Iterable[Condition],
                      controls: Callable[[str], np.ndarray]) -> dict[Condition, tuple[np.ndarray, np.ndarray]]:

@@ -176,6 +176,7 @@ def test_a_files_smiles_column_becomes_obs_smiles(column, tmp_path):
                "Crizotinib": ""}  # the vehicle's molecule, a drug's, and one left empty
     obs = pd.DataFrame({"condition": drug, "cell_type": "A549", "dose": np.where(drug == "control", 0.0, 100.0),
                         column: [written[d] for d in drug]}, index=[f"c{i}" for i in range(90)])
+    obs = obs.astype({"condition": "category", "cell_type": "category", column: "category"})  # as chemCPA's files store them
     path = tmp_path / "cells.h5ad"
     ad.AnnData(np.log1p(rng.poisson(2.0, (90, 30))).astype(np.float32), obs=obs,
                var=pd.DataFrame(index=[f"G{i}" for i in range(30)])).write_h5ad(path)

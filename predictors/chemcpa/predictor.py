@@ -4,7 +4,6 @@ counterfactual prediction of any drug with a structure, seen in training or not.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, gaussian_cells, row_chunks
 from predictors.chemcpa.model import ChemCPAModule
 from predictors.chemcpa.structures import DoseFeature, Structures, left_out, task_smiles
 from predictors.chemcpa.training import Rows, Trainer
@@ -99,13 +98,7 @@ class ChemCPA(Predictor):
     def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
         """With `sample` (default), one draw per control cell from the predicted Gaussian, seeded by
         the predictor seed and the condition (the same cells alone or batched); else the means."""
-        out = {}
-        for condition, (mean, std) in self.distribution(conditions, controls).items():
-            if self.config["sample"]:
-                rng = np.random.default_rng([self.seed, zlib.crc32(condition.key.encode())])
-                mean = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
-            out[condition] = mean
-        return out
+        return gaussian_cells(self.distribution(conditions, controls), self.seed, self.config["sample"])
 
     def distribution(self, conditions: Iterable[Condition],
                      controls: Callable[[str], np.ndarray]) -> dict[Condition, tuple[np.ndarray, np.ndarray]]:
