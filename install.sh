@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs bench (distribution bench-perturb) and everything its predictors, tests and lint steps need
-# into the active Python 3.11 environment: the CPU build of torch (from local disk where available),
-# then the project with its test extras (pytest, ruff, import-linter, mypy).
+# into the active Python 3.11 environment: torch 2.13.0 (a CPU build where the package index in use
+# serves one, as a local mirror does; from PyPI on Linux it is the CUDA build: install torch first with
+# --index-url https://download.pytorch.org/whl/cpu for the CPU one), then the project with its test
+# extras (pytest, ruff, import-linter, mypy).
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install --quiet "torch==2.13.0"

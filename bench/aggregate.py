@@ -9,9 +9,10 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from bench.board import EPOCH_KEY, HEADLINE_COLUMNS, REPLICATE_SUFFIX, SELECTIONS, Board, across, is_reference
+from bench.board import Board, across, is_reference
 from bench.evaluation import calibrated
 from bench.headline import headline, headline_metrics, interval
+from bench.record import EPOCH_KEY, HEADLINE_COLUMNS, OK, REPLICATE_NORM_SUFFIX, SELECTIONS, VAL_SELECTED, norm_column, replicate_column
 from bench.stability import separations
 
 
@@ -61,12 +62,12 @@ def _headlines(boards: tuple[Board, ...]) -> pd.DataFrame:
         runs = [r for b in boards for r in b.ok() if r["predictor"] == name]
         row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame),
                "low": low, "high": high, "seeds": len({r["seed"] for r in runs})}
-        row.update({f"{m}_norm": calibrated(frame, m) for m in headline_metrics(frame)})
+        row.update({norm_column(m): calibrated(frame, m) for m in headline_metrics(frame)})
         rows.append(row)
-        if replicate is None and all(f"{m}_replicate" in frame for m in headline_metrics(frame)):
-            ref = frame.assign(**{m: frame[f"{m}_replicate"] for m in headline_metrics(frame)}).dropna()
+        if replicate is None and all(replicate_column(m) in frame for m in headline_metrics(frame)):
+            ref = frame.assign(**{m: frame[replicate_column(m)] for m in headline_metrics(frame)}).dropna()
             replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan,
-                         "high": np.nan, "seeds": 0, **{f"{m}_norm": calibrated(ref, m) for m in headline_metrics(ref)}}
+                         "high": np.nan, "seeds": 0, **{norm_column(m): calibrated(ref, m) for m in headline_metrics(ref)}}
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -97,10 +98,10 @@ def replicate_row(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with a reference row of the replicate scores (calibrated columns only)."""
     refs = {}
     for col in board.reference_columns:
-        vals = [(r.get("val_selected") or {}).get(col) for r in board.ok()]
+        vals = [(r.get(VAL_SELECTED) or {}).get(col) for r in board.ok()]
         vals = [v for v in vals if v is not None and not pd.isna(v)]
         if vals:
-            refs[col.replace(REPLICATE_SUFFIX, "_norm")] = float(np.mean(vals))
+            refs[norm_column(col.removesuffix(REPLICATE_NORM_SUFFIX))] = float(np.mean(vals))
     if not refs or frame.empty:
         return frame
     return pd.concat([frame, pd.DataFrame([{"predictor": "replicate", "reference": True, **refs}])], ignore_index=True)
@@ -125,7 +126,7 @@ def results_frame(boards: dict[str, Board]) -> pd.DataFrame:
                 "error": r.get("error"), "reference": is_reference(r), "trainable": bool(r.get("trainable")),
                 "seconds_per_epoch": r.get("seconds_per_epoch"), "fit_seconds": r.get("fit_seconds"),
             }
-            if r["status"] != "ok":
+            if r["status"] != OK:
                 rows.append({**base, "selection": None})
                 continue
             for sel in SELECTIONS:

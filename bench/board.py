@@ -4,7 +4,6 @@ bench/plots.py, which depend on this module and never on each other in the other
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,13 +12,20 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.record import (
+    HEADLINE_COLUMNS,
+    NORM_SUFFIX,
+    OK,
+    REPLICATE_NORM_SUFFIX,
+    RESULT_FILE,
+    SELECTIONS,
+    VAL_SELECTED,
+    read_json,
+    read_record,
+)
 from bench.schema import PAPER_METRICS
 from metrics import METRICS
 
-SELECTIONS = ("test_selected", "val_selected")
-EPOCH_KEY = {"test_selected": "best_test_epoch", "val_selected": "val_epoch"}
-HEADLINE_COLUMNS = ("headline", "headline_low", "headline_high")
-REPLICATE_SUFFIX = "_replicate_norm"
 REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference` flag also counts
 
 
@@ -44,17 +50,17 @@ class Board:
         ones as found), then calibrated `<metric>_norm` scores in the same order. Replicate
         references and the headline are kept apart (`reference_columns`, `HEADLINE_COLUMNS`)."""
         found = [k for k in dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
-                 if k not in HEADLINE_COLUMNS and not k.endswith(REPLICATE_SUFFIX)]
-        raw = [m for m in METRICS if m in found] + [m for m in found if m not in METRICS and not m.endswith("_norm")]
-        norms = [m for m in found if m.endswith("_norm") and m not in METRICS]
-        base = {m: m.removesuffix("_norm") for m in norms}
+                 if k not in HEADLINE_COLUMNS and not k.endswith(REPLICATE_NORM_SUFFIX)]
+        raw = [m for m in METRICS if m in found] + [m for m in found if m not in METRICS and not m.endswith(NORM_SUFFIX)]
+        norms = [m for m in found if m.endswith(NORM_SUFFIX) and m not in METRICS]
+        base = {m: m.removesuffix(NORM_SUFFIX) for m in norms}
         return raw + sorted(norms, key=lambda m: raw.index(base[m]) if base[m] in raw else len(raw))
 
     @property
     def reference_columns(self) -> list[str]:
         """Replicate references of calibrated scores present in the results (`<metric>_replicate_norm`)."""
         return [k for k in dict.fromkeys(k for r in self.results for s in SELECTIONS for k in r.get(s) or {})
-                if k.endswith(REPLICATE_SUFFIX)]
+                if k.endswith(REPLICATE_NORM_SUFFIX)]
 
     @property
     def meta(self) -> dict:
@@ -85,14 +91,7 @@ class Board:
         return ", ".join(parts)
 
     def ok(self) -> list[dict]:
-        return [r for r in self.results if r["status"] == "ok"]
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return [r for r in self.results if r["status"] == OK]
 
 
 def data_tag(meta: dict) -> str:
@@ -113,11 +112,11 @@ def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
     set (e.g. two generator presets). Runs of one board must share their data and hold-out."""
     folders = []
     for run_dir in map(Path, run_dirs):
-        paths = sorted(run_dir.glob("runs/*/seed*/result.json"))
+        paths = sorted(run_dir.glob(f"runs/*/seed*/{RESULT_FILE}"))
         if not paths:
-            raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/result.json)")
+            raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/{RESULT_FILE})")
         meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-        folders.append((run_dir, meta, [{**read_json(p), "run_path": str(p.parent)} for p in paths]))
+        folders.append((run_dir, meta, [{**read_record(p).to_json(), "run_path": str(p.parent)} for p in paths]))
     several = len({data_tag(meta) for _, meta, _ in folders}) > 1
     boards: dict[str, Board] = {}
     for run_dir, meta, results in folders:
@@ -142,7 +141,7 @@ def higher_is_better(metric: str) -> bool | None:
     does not know."""
     if metric in METRICS:
         return METRICS[metric].higher_is_better
-    if metric.endswith("_norm") or metric == "headline":
+    if metric.endswith(NORM_SUFFIX) or metric == "headline":
         return True
     return None
 
@@ -155,8 +154,8 @@ def column_groups(metrics: list[str]) -> dict[str, list[str]]:
     """The paper's six metrics, the other raw metrics, and the normalised scores, in that order."""
     return {
         "paper": [m for m in PAPER_METRICS if m in metrics],
-        "beyond": [m for m in metrics if m not in PAPER_METRICS and not m.endswith("_norm")],
-        "norm": [m for m in metrics if m.endswith("_norm")],
+        "beyond": [m for m in metrics if m not in PAPER_METRICS and not m.endswith(NORM_SUFFIX)],
+        "norm": [m for m in metrics if m.endswith(NORM_SUFFIX)],
     }
 
 
@@ -167,7 +166,7 @@ def _read_conditions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def pooled_conditions(board: Board, predictor: str, selection: str = "val_selected", seed: int | None = None) -> pd.DataFrame:
+def pooled_conditions(board: Board, predictor: str, selection: str = VAL_SELECTED, seed: int | None = None) -> pd.DataFrame:
     """Per test condition, every score and floor column of `predictor` at the selected epoch,
     averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
     frames = []

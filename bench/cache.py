@@ -4,11 +4,12 @@ input data, and a finished run with the same key in the run folder is reused, ne
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from bench.data.benchmark import Benchmark
+from bench.errors import BenchError
 from bench.fingerprint import adata_fingerprint, config_hash
+from bench.record import OK, RESULT_FILE, RunRecord, read_record
 from splits import Split
 
 
@@ -48,27 +49,28 @@ def run_dir(out_dir: Path, predictor: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / predictor / f"seed{seed}"
 
 
-def _saved(out_dir: Path, predictor: str, seed: int) -> dict | None:
+def _saved(out_dir: Path, predictor: str, seed: int) -> RunRecord | None:
+    """The saved record of a run, or None when there is none or it cannot be read (computed again)."""
     try:
-        return json.loads((run_dir(out_dir, predictor, seed) / "result.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_record(run_dir(out_dir, predictor, seed) / RESULT_FILE)
+    except (FileNotFoundError, BenchError):
         return None
 
 
 def finished(out_dir: Path, predictor: str, seed: int, key: str) -> dict | None:
-    """The saved result of a successful run with this key, or None (absent, other key, failed or
-    skipped: those are computed again)."""
-    result = _saved(out_dir, predictor, seed)
-    return result if result and result.get("run_key") == key and result.get("status") == "ok" else None
+    """The saved result (as result.json holds it) of a successful run with this key, or None (absent,
+    other key, failed or skipped: those are computed again)."""
+    record = _saved(out_dir, predictor, seed)
+    return record.to_json() if record is not None and record.run_key == key and record.status == OK else None
 
 
 def stale_reason(out_dir: Path, predictor: str, seed: int, key: str) -> str | None:
     """Why a saved successful run is not reused ('it was scored under scoring version 1, now 2', or
     'its configuration or data changed'); None when there is none or it is reused."""
-    result = _saved(out_dir, predictor, seed)
-    if not result or result.get("status") != "ok" or result.get("run_key") == key:
+    record = _saved(out_dir, predictor, seed)
+    if record is None or record.status != OK or record.run_key == key:
         return None
-    version = result.get("scoring_version", 1)
+    version = 1 if record.scoring_version is None else record.scoring_version
     if version != SCORING_VERSION:
         return f"it was scored under scoring version {version}, now {SCORING_VERSION}"
     return "its configuration or data changed"

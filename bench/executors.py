@@ -1,6 +1,10 @@
 """Executors: where the runs of a sweep are computed. `local` runs them in this process (or a
 process pool with `workers`), `ray` submits each as a Ray task on a local instance or a cluster.
 
+By default (`workers` None) the local executor chooses: a pool of one process per available CPU
+(at most one per run and per MEMORY_PER_WORKER of memory, each with an equal share of the CPUs as
+its thread count), or this process when that is one worker. `BENCH_WORKERS` sets the default.
+
 Every executor takes a picklable `work(shared, job)` function, the data every run shares (shipped
 to each worker process once, or put in the Ray object store once) and the jobs, and yields
 `(job, output)` as runs complete; an infrastructure failure (a dead worker) comes back as the
@@ -16,6 +20,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ class LocalExecutor:
     """Runs in this process, one after another; `in_process` lets the driver show per-epoch progress."""
 
     in_process = True
+    where = "in this process"
 
     def map(self, work: Work, shared: Any, jobs: list, resources: Resources) -> Iterator[tuple[Any, Any]]:
         for job in jobs:
@@ -49,19 +55,81 @@ def _call_in_worker(work: Work, job: Any) -> Any:
     return work(_SHARED, job)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+MEMORY_PER_WORKER = 3 << 30  # bytes: a worker's peak at the default data is ~1.5 GiB (torch, cpa-tools and the data)
+WORKERS_VARIABLE = "BENCH_WORKERS"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a container or `taskset` limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def automatic_workers(n_jobs: int) -> int:
+    """Processes for `n_jobs` runs when `--workers` is not given: `BENCH_WORKERS` when set, else one
+    per available CPU, at most one per run and one per MEMORY_PER_WORKER of memory."""
+    given = os.environ.get(WORKERS_VARIABLE)
+    if given:
+        if not given.isdigit() or int(given) < 1:
+            raise BenchError(f"{WORKERS_VARIABLE}={given}: expected a positive integer")
+        return int(given)
+    memory = _memory_bytes()
+    by_memory = max(1, memory // MEMORY_PER_WORKER) if memory else available_cpus()
+    return max(1, min(available_cpus(), n_jobs, by_memory))
+
+
+@contextmanager
+def _child_threads(threads: int) -> Iterator[None]:
+    """Processes spawned in the block inherit `threads` as their OpenMP/BLAS thread count, so that
+    workers x threads does not oversubscribe the CPUs; where the user set any of these counts, the
+    environment is left as it is."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    if not any(saved.values()):
+        os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class PoolExecutor:
-    """A pool of `workers` fresh (spawned) processes; the shared data is sent once to each."""
+    """A pool of `workers` fresh (spawned) processes; the shared data is sent once to each. Each
+    process gets an equal share of the available CPUs as its thread count."""
 
     in_process = False
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
+    @property
+    def threads(self) -> int:
+        return max(1, available_cpus() // self.workers)
+
+    @property
+    def where(self) -> str:
+        threads = os.environ.get("OMP_NUM_THREADS") or str(self.threads)
+        return f"in {self.workers} processes ({threads} thread{'s' if threads != '1' else ''} each)"
+
     def map(self, work: Work, shared: Any, jobs: list, resources: Resources) -> Iterator[tuple[Any, Any]]:
         pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                       initargs=(shared,))
         try:
-            futures = {pool.submit(_call_in_worker, work, job): job for job in jobs}
+            with _child_threads(self.threads):  # processes are spawned as jobs are submitted
+                futures = {pool.submit(_call_in_worker, work, job): job for job in jobs}
             for future in cf.as_completed(futures):
                 error = future.exception()
                 yield futures[future], error if error is not None else future.result()
@@ -189,6 +257,7 @@ class RayExecutor:
     it shuts down when the sweep ends; a cluster it connected to is only disconnected from."""
 
     in_process = False
+    where = "as Ray tasks"
 
     def __init__(self, address: str | None = None, workers: int | None = None) -> None:
         if address is not None:
@@ -246,14 +315,20 @@ class RayExecutor:
                 ray.shutdown()  # stops the local instance it started; only disconnects from a cluster
 
 
+def local_executor(workers: int) -> LocalExecutor | PoolExecutor:
+    """This process for one worker, else a pool of `workers` processes."""
+    return PoolExecutor(workers) if workers > 1 else LocalExecutor()
+
+
 def make_executor(kind: str = "local", workers: int | None = None, address: str | None = None):
-    """The executor named `kind` ('local' or 'ray')."""
+    """The executor named `kind` ('local' or 'ray'); None for the local one without `workers`: the
+    runner then picks `automatic_workers` for the runs it has to compute."""
     if workers is not None and workers < 1:
         raise BenchError(f"--workers {workers}: expected a positive integer")
     if kind == "local":
         if address:
             raise BenchError(f"--ray-address {address}: only meaningful with --executor ray")
-        return PoolExecutor(workers) if workers and workers > 1 else LocalExecutor()
+        return None if workers is None else local_executor(workers)
     if kind == "ray":
         return RayExecutor(address, workers)
     raise BenchError(f"--executor '{kind}': expected one of {', '.join(EXECUTORS)}")

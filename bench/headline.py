@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.evaluation import calibrate
 from bench.schema import DRUG
 from metrics import METRICS
+from metrics.calibration import calibrate
 
 HEADLINE_METRICS = ("delta_DE50", "overlap_at_N", "energy_DE50", "discrimination_score_l1")
 COMPONENT_MIN = -1.0  # a component enters the headline at no less than this: one failure cannot drown the rest

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.aggregate import headline_frame, neighbour_pairs, ranking, replicate_row, split_groups, summary_frame
 from bench.board import Board, across, column_groups, higher_is_better, pooled_conditions
+from bench.record import NORM_SUFFIX, OK, TEST_SELECTED, VAL_SELECTED
 from bench.stability import detectable, headline_scores, mean_kendall_tau, verdict
 from bench.table1 import UNITS, markdown
 from metrics import METRICS
@@ -114,7 +115,7 @@ def headline_table(frame: pd.DataFrame) -> str:
     components and any per-split-seed headline columns."""
     if frame.empty:
         return "(no successful runs with the headline metrics)"
-    parts = [c for c in frame.columns if c.endswith("_norm") or c.startswith("split seed")]
+    parts = [c for c in frame.columns if c.endswith(NORM_SUFFIX) or c.startswith("split seed")]
     head = ["rank", "predictor", "headline", "95% interval (drugs)", *parts, "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rank = 0
@@ -151,7 +152,7 @@ def significance_lines(boards: Board | list[Board], pairs: list[dict] | None = N
 
 
 def failure_lines(board: Board) -> list[str]:
-    failed = [r for r in board.results if r["status"] != "ok"]
+    failed = [r for r in board.results if r["status"] != OK]
     return [f"- {r['predictor']} (seed {r['seed']}): {r['status']}: {r.get('error')}" for r in failed]
 
 
@@ -191,8 +192,8 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     calibrated scores, plots, provenance."""
     plots = plots or {}
     groups = column_groups(board.metrics)
-    paper = summary_frame(board, "test_selected")
-    honest = summary_frame(board, "val_selected")
+    paper = summary_frame(board, TEST_SELECTED)
+    honest = summary_frame(board, VAL_SELECTED)
     pairs = neighbour_pairs(board)
     parts = [f"# Leaderboard: `{board.split}`", "", *forest_line(plots, FOREST), *provenance_lines(board), ""]
     parts += [
@@ -297,6 +298,7 @@ def render_pooled_page(base: str, boards: list[Board], plots: dict[str, str] | N
 
 
 FOREST = "forest"  # key of the forest plot in a page's plots
+ONE_THREAD = "OMP_NUM_THREADS=1 "  # how the published runs were computed, shown before their commands
 
 
 def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[str, dict[str, str]] | None = None) -> str:
@@ -339,9 +341,11 @@ def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[
         "## Reproduce",
         "",
         "```bash",
-        *reproduce,
+        *(f"{ONE_THREAD}{c}" if c.startswith(("bench run", "bench pretrain")) else c for c in reproduce),
         "```",
         "",
+        f"`{ONE_THREAD.strip()}`: one thread per process, as the published runs were computed (trainable predictors",
+        "repeat exactly at a fixed thread count; the default pool of `bench run` gives each process its share of the CPUs).",
         f"`{RESULTS}` holds every run's numbers (one row per split, predictor, seed and epoch selection) and",
         f"`{MANIFEST}` the commands, data and versions behind them; `tests/test_leaderboard_repro.py` re-runs the",
         "cheap predictors at the published seeds and checks these numbers.",

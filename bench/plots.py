@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.board import Board, column_groups, is_reference  # noqa: E402
 from bench.io import atomic_write_bytes  # noqa: E402
+from bench.record import VAL_SELECTED
 
 DPI = 110
 
@@ -81,14 +82,14 @@ def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Pat
     the standard deviation over seeds as an error bar and each seed as a dot."""
     ok = board.ok()
     names = [n for n in board.predictors if any(r["predictor"] == n for r in ok)]
-    metrics = [m for m in metrics if any(_finite((r.get("val_selected") or {}).get(m)) for r in ok)]
+    metrics = [m for m in metrics if any(_finite((r.get(VAL_SELECTED) or {}).get(m)) for r in ok)]
     if not names or not metrics:
         return None
     references = {r["predictor"] for r in ok if is_reference(r)}
     fig, axes = _grid(len(metrics))
     x = np.arange(len(names))
     for ax, metric in zip(axes, metrics):
-        per_seed = [[(r.get("val_selected") or {}).get(metric) for r in ok if r["predictor"] == n] for n in names]
+        per_seed = [[(r.get(VAL_SELECTED) or {}).get(metric) for r in ok if r["predictor"] == n] for n in names]
         per_seed = [np.array([v for v in vals if v is not None and not pd.isna(v)], dtype=float) for vals in per_seed]
         means = np.array([v.mean() if v.size else np.nan for v in per_seed])
         sds = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in per_seed])

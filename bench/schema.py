@@ -86,11 +86,6 @@ class RowIndex:
 _NO_ROWS = np.empty(0, dtype=np.intp)
 
 
-def is_control(obs: pd.DataFrame, control: str = CONTROL) -> np.ndarray:
-    """Boolean mask of control (vehicle) rows."""
-    return (obs[DRUG].astype(str) == control).to_numpy()
-
-
 def conditions_of(obs: pd.DataFrame, mask: np.ndarray | None = None, control: str = CONTROL) -> list[Condition]:
     """Sorted distinct treated conditions among the rows selected by `mask`."""
     sel = obs if mask is None else obs.loc[mask]

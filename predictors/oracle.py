@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from bench.data.synthetic import simulate_cells
+from bench.data.synthetic_model import simulate_cells
 from bench.schema import Condition
 from predictors.base import Predictor, Task
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from bench.data import Benchmark, load_default
+
+# Each test's runs are computed in its own process (a pool would spawn per `bench run`); the
+# automatic choice of workers is tested in tests/test_executors.py.
+os.environ.setdefault("BENCH_WORKERS", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

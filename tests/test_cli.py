@@ -56,6 +56,28 @@ def test_data_command_writes_readable_h5ad(tmp_path):
     assert "bench_truth" in sc.uns
 
 
+def test_data_stats_prints_the_presets_table_statistics(tmp_path, capsys):
+    """`bench data --stats`: the presets table's statistics of the data set instead of files; the same
+    measured values when the written files are read back with --sc/--bulk, and no model statistics
+    without a generating truth."""
+    def stats(argv: list[str]) -> dict[str, float]:
+        assert main(["data", *argv, "--stats"]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()[1:]
+        return {name: float(value.replace(",", "")) for name, value in (line.split() for line in lines)}
+
+    embedded = stats(["--data", "smoke", "--out", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
+    assert {"zero_fraction", "cells_per_condition_median", "bulk_pairs_with_1_or_2_doses", "inert_fraction"} <= set(embedded)
+    assert embedded["cells_per_condition_median"] == 12 and embedded["bulk_pairs_with_1_or_2_doses"] == 0  # easy: 6 doses everywhere
+    assert main(["data", "--data", "smoke", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    sc = ad.read_h5ad(tmp_path / "sc.h5ad")
+    del sc.uns["bench_truth"]
+    sc.write_h5ad(tmp_path / "files.h5ad")
+    files = stats(["--sc", str(tmp_path / "files.h5ad"), "--bulk", str(tmp_path / "bulk.h5ad")])
+    assert "inert_fraction" not in files and files == pytest.approx({k: embedded[k] for k in files}, abs=1e-3, nan_ok=True)
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import executors
 from bench.cli import main
 from bench.errors import BenchError
 from bench.executors import LocalExecutor, PoolExecutor, RayExecutor, connect_error, make_executor
@@ -53,7 +54,7 @@ def test_ray_on_a_local_two_cpu_instance_matches_in_process(tmp_path, local_scor
 
 
 def test_executor_choice_and_bad_options():
-    assert isinstance(make_executor("local"), LocalExecutor)
+    assert make_executor("local") is None  # the runner picks the workers for what it has to compute
     assert isinstance(make_executor("local", workers=3), PoolExecutor)
     assert isinstance(make_executor("ray", address="auto"), RayExecutor)
     with pytest.raises(BenchError, match="--workers 0"):
@@ -66,6 +67,53 @@ def test_executor_choice_and_bad_options():
         with pytest.raises(BenchError, match=f"--ray-address {address}: expected HOST:PORT"):
             make_executor("ray", address=address)
     assert make_executor("ray", address="ray://10.0.0.5:10001").address == "ray://10.0.0.5:10001"
+
+
+def test_automatic_workers_follow_cpus_jobs_memory_and_the_variable(monkeypatch):
+    monkeypatch.delenv(executors.WORKERS_VARIABLE, raising=False)
+    monkeypatch.setattr(executors, "available_cpus", lambda: 8)
+    monkeypatch.setattr(executors, "_memory_bytes", lambda: 64 << 30)
+    assert executors.automatic_workers(21) == 8
+    assert executors.automatic_workers(3) == 3  # no idle processes
+    assert executors.automatic_workers(1) == 1 and isinstance(executors.local_executor(1), LocalExecutor)
+    monkeypatch.setattr(executors, "_memory_bytes", lambda: 7 << 30)
+    assert executors.automatic_workers(21) == 2  # MEMORY_PER_WORKER each
+    monkeypatch.setenv(executors.WORKERS_VARIABLE, "5")
+    assert executors.automatic_workers(21) == 5
+    monkeypatch.setenv(executors.WORKERS_VARIABLE, "two")
+    with pytest.raises(BenchError, match="BENCH_WORKERS=two: expected a positive integer"):
+        executors.automatic_workers(21)
+
+
+def _threads_seen(_shared, _job) -> dict:
+    import os
+
+    import torch
+
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch": torch.get_num_threads()}
+
+
+def test_pool_workers_share_the_cpus_and_keep_a_count_the_user_set(monkeypatch):
+    for name in executors.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(executors, "available_cpus", lambda: 4)
+    seen = [out for _, out in executors.PoolExecutor(2).map(_threads_seen, None, [0, 1], lambda j: {})]
+    assert seen == [{"OMP_NUM_THREADS": "2", "torch": 2}] * 2  # 4 CPUs / 2 processes
+    assert "OMP_NUM_THREADS" not in executors.os.environ  # the parent's environment is restored
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    seen = [out for _, out in executors.PoolExecutor(2).map(_threads_seen, None, [0], lambda j: {})]
+    assert seen == [{"OMP_NUM_THREADS": "1", "torch": 1}]
+
+
+def test_the_default_run_uses_a_pool_when_there_is_more_than_one_run(tmp_path, local_scores, monkeypatch):
+    monkeypatch.delenv(executors.WORKERS_VARIABLE, raising=False)
+    monkeypatch.setattr(executors, "available_cpus", lambda: 2)
+    made = []
+    real = executors.PoolExecutor.__init__
+    monkeypatch.setattr(executors.PoolExecutor, "__init__", lambda self, workers: made.append(workers) or real(self, workers))
+    assert main([*SWEEP, "--out", str(tmp_path)]) == 0
+    assert made == [2]
+    pd.testing.assert_frame_equal(scores(tmp_path), local_scores)
 
 
 def test_nothing_listening_at_the_ray_address_is_one_line_in_seconds(tmp_path, capsys):

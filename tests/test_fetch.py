@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import fetch, sources
+from bench import fetch, fetch_files, fetch_http, sources
 from bench.cli import main
 from bench.sources import RemoteFile, Source
 
@@ -89,8 +89,8 @@ def server(monkeypatch, tmp_path):
     thread.start()
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(fetch, "RETRY_WAIT", 0.0)
-    monkeypatch.setattr(fetch, "TIMEOUT", 5.0)
+    monkeypatch.setattr(fetch_http, "RETRY_WAIT", 0.0)
+    monkeypatch.setattr(fetch_http, "TIMEOUT", 5.0)
     yield srv
     srv.shutdown()
     srv.server_close()
@@ -156,7 +156,7 @@ def test_dropped_connection_resumes_within_the_call(server, monkeypatch, capsys)
 def test_interrupted_call_leaves_a_part_that_the_next_call_resumes(server, monkeypatch, capsys):
     """Out of retries, the .part stays; the next call resumes it from its size."""
     final = one_file(server, monkeypatch)
-    monkeypatch.setattr(fetch, "RETRIES", 0)
+    monkeypatch.setattr(fetch_http, "RETRIES", 0)
     server.drops, server.drop_after = 1, 120_000
     assert main(["fetch", "t"]) == 2
     (line,) = errors(capsys.readouterr().err)
@@ -276,20 +276,20 @@ def test_disk_full_while_unpacking_keeps_the_download(server, monkeypatch, capsy
     """ENOSPC while unpacking: one line; the downloaded .gz.part stays and the next call reuses it."""
     server.files["/table.txt.gz"] = gzip.compress(BODY)
     add_source(monkeypatch, "gz", (RemoteFile(server.base + "/table.txt.gz", "table.txt", gunzip=True),))
-    write = fetch._write_chunk
+    write = fetch_files.write_chunk
 
     def full_when_unpacking(out, chunk):
         if out.name.endswith("table.txt.part"):
             raise OSError(errno.ENOSPC, "No space left on device")
         write(out, chunk)
 
-    monkeypatch.setattr(fetch, "_write_chunk", full_when_unpacking)
+    monkeypatch.setattr(fetch_files, "write_chunk", full_when_unpacking)
     assert main(["fetch", "gz"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "disk full unpacking" in line and "bytes needed" in line and "free" in line
     folder = sources.default_root() / "gz"
     assert sorted(p.name for p in folder.iterdir()) == ["table.txt.gz.part"]
-    monkeypatch.setattr(fetch, "_write_chunk", write)
+    monkeypatch.setattr(fetch_files, "write_chunk", write)
     assert main(["fetch", "gz"]) == 0
     assert server.requests[-1] == ("/table.txt.gz", f"bytes={len(server.files['/table.txt.gz'])}-")
     assert (folder / "table.txt").read_bytes() == BODY
@@ -381,7 +381,7 @@ def test_disk_full_while_writing(server, monkeypatch, capsys):
     def full(out, chunk):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fetch, "_write_chunk", full)
+    monkeypatch.setattr(fetch_files, "write_chunk", full)
     assert main(["fetch", "t"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert "disk full writing" in line and f"{len(BODY)} more bytes needed" in line and "free" in line
@@ -390,7 +390,7 @@ def test_disk_full_while_writing(server, monkeypatch, capsys):
 def test_not_enough_space_is_found_before_downloading(server, monkeypatch, capsys):
     """Too little free space for the announced size fails before the body is written."""
     final = one_file(server, monkeypatch)
-    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    monkeypatch.setattr(fetch_http.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     assert main(["fetch", "t"]) == 2
     (line,) = errors(capsys.readouterr().err)
     assert f"{len(BODY)} more bytes needed, 1000 free" in line

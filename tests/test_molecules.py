@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.data import synthetic
+from bench.data import synthetic_model  # where with_structure looks up structure_coefficients
 from bench.data.drugs import SMILES, attach_smiles, molecule_keys, read_smiles_table
 from bench.data.loaders import load_single_cell
 from bench.data.molecules import SCAFFOLDS, generated_molecules, morgan_fingerprints, tanimoto
-from bench.data.synthetic import config_for, draw_truth, generate
+from bench.data.synthetic import config_for, generate
+from bench.data.synthetic_model import draw_truth
 from bench.data.synthetic_realistic import draw_realistic_truth
 from bench.errors import BenchError
 from bench.schema import CONTROL, DRUG
@@ -103,7 +104,7 @@ def test_structure_weight_zero_computes_no_structure_and_one_changes_the_data(pr
         raise AssertionError("a structure map was computed at structure_weight 0")
 
     sc1, bulk1 = generate("smoke", 0, preset, structure_weight=1.0)
-    monkeypatch.setattr(synthetic, "structure_coefficients", refuse)
+    monkeypatch.setattr(synthetic_model, "structure_coefficients", refuse)
     sc0, bulk0 = generate("smoke", 0, preset, structure_weight=0.0)
     assert sc0.n_obs != sc1.n_obs or (sc0.X != sc1.X).nnz > 0
     assert not np.array_equal(bulk0.X, bulk1.X)

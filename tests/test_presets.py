@@ -13,7 +13,8 @@ import pytest
 
 from bench.cli import main
 from bench.data import load_default
-from bench.data.synthetic import SC_DOSES, default_preset, expected_shift, generate, responder_fraction, simulate_cells
+from bench.data.synthetic import default_preset, generate
+from bench.data.synthetic_model import SC_DOSES, expected_shift, responder_fraction, simulate_cells
 from bench.data.synthetic_realistic import KNOBS, SHAPES, STANDARD_DOSE, bulk_effects
 from bench.data.synthetic_stats import bulk_doses_per_pair, cells_per_condition, summary, zero_fraction
 from bench.errors import BenchError

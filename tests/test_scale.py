@@ -103,7 +103,7 @@ def test_predictions_are_requested_and_scored_in_batches(smoke, monkeypatch):
 
     whole = ev.score(predict_many(ev.conditions, ev.control_source()))
     largest = max(ev.control_source()(ct).nbytes for ct in {c.cell_type for c in ev.conditions})
-    monkeypatch.setattr(evaluation, "PREDICTION_BATCH_BYTES", 3 * largest)
+    monkeypatch.setattr(evaluation.scoring, "PREDICTION_BATCH_BYTES", 3 * largest)
     calls.clear()
     batched = ev.score_predictor(predict_many)
     assert max(calls) == 3 and sum(calls) == len(ev.conditions) > 3

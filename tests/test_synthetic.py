@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench.data.synthetic import SC_DOSES, expected_shift, generate, responder_fraction, simulate_cells
+from bench.data import synthetic_model
+from bench.data.synthetic import generate
+from bench.data.synthetic_model import SC_DOSES, expected_shift, responder_fraction, simulate_cells
 from bench.errors import BenchError
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, same_dose
 from metrics.correlation import pearson
@@ -92,14 +94,12 @@ def test_unknown_size_is_a_clear_error():
 
 
 def test_large_conditions_are_simulated_in_bounded_blocks(smoke, monkeypatch):
-    import bench.data.synthetic as synthetic
-
-    monkeypatch.setattr(synthetic, "CELL_BLOCK", 7)
+    monkeypatch.setattr(synthetic_model, "CELL_BLOCK", 7)
     truth = smoke.truth
-    cells = synthetic.simulate_block(truth, Condition("CL00", "D001", 1000.0), "CL00", 20, np.random.default_rng(0))
+    cells = synthetic_model.simulate_block(truth, Condition("CL00", "D001", 1000.0), "CL00", 20, np.random.default_rng(0))
     assert sp.isspmatrix_csr(cells) and cells.shape == (20, truth["genes"].size) and cells.dtype == np.float32
     parts = [cells[:5], cells[5:6], cells[6:]]
-    stacked = synthetic.stack_rows(iter(parts), cells.shape[1])
+    stacked = synthetic_model.stack_rows(iter(parts), cells.shape[1])
     assert stacked.indices.dtype == np.int32 and (stacked != cells).nnz == 0
 
 

@@ -10,9 +10,10 @@ import numpy as np
 
 from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.benchmark import Benchmark
-from bench.data.combinations import combination_problem, combinations_among
+from bench.data.combinations import combinations_among
 from bench.data.loaders import LOAD_UNS_KEY, load_notes
 from bench.errors import BenchError
+from bench.runner import skip_reason
 from bench.schema import CELL_TYPE, DOSE, DRUG
 from predictors import registry
 from predictors.base import Task
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="read --sc (and --bulk) as `bench run` would and summarise them")
     p.add_argument("--split-column", default=None, help="use the train/test/ood roles stored in this obs column (CPA files)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the drug hold-out (default: 0)")
-    add_data_arguments(p)
+    add_data_arguments(p, embedded=False)
     p.set_defaults(func=run)
 
 
@@ -107,7 +108,7 @@ def split_lines(bench: Benchmark, split: Split, source: str) -> list[str]:
 
 
 def skipped_lines(bench: Benchmark, split: Split) -> list[str]:
-    """The predictors a run would skip on this data, and why (the runner's own tests)."""
+    """The predictors a run would skip on this data, and why (the runner's own rule)."""
     obs = bench.sc.obs
     task = Task(train=bench.sc, bulk=bench.bulk, test_conditions=split.conditions(obs, TEST),
                 val_conditions=split.conditions(obs, VAL), control=bench.control, truth=bench.truth)
@@ -118,8 +119,7 @@ def skipped_lines(bench: Benchmark, split: Split) -> list[str]:
         except Exception as exc:  # noqa: BLE001  a broken plug-in is listed, not fatal
             lines.append(f"  {name}: cannot be imported ({type(exc).__name__})")
             continue
-        reason = cls.unavailable(task) or combination_problem(cls, split.conditions(obs, TRAIN) + task.test_conditions
-                                                              + task.val_conditions)
+        reason = skip_reason(cls, task, split.conditions(obs, TRAIN))
         if reason:
             lines.append(f"  {name}: {reason}")
     return ["predictors skipped on this data:"] + (lines or ["  none"])

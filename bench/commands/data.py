@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-import pandas as pd
 
 from bench.data.benchmark import Benchmark, load_default
 from bench.data.counts import NORMALIZE_CHOICES
 from bench.data.doses import NM_PER_UNIT
+from bench.data.load import load_files
+from bench.data.loaders import ObsKeys
 from bench.data.synthetic import PRESETS, SIZES
+from bench.data.synthetic_stats import summary
 from bench.errors import BenchError
 from bench.io import atomic_write_h5ad
-from bench.schema import CONTROL, DRUG
+from bench.schema import CONTROL
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data (default: the embedded generated benchmark)")
-    g.add_argument("--data", default="default", choices=sorted(SIZES),
-                   help="embedded data size: default, smoke (tiny, for tests) or full (sci-Plex3/LINCS shape) (default: default)")
-    g.add_argument("--preset", default=None, choices=PRESETS,
-                   help="embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
-                        "see docs/data.md) (default: realistic; easy for --data smoke)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
+def add_data_arguments(p: argparse.ArgumentParser, embedded: bool = True) -> None:
+    """The data options: the embedded benchmark's (`embedded`) and those of the user's own files."""
+    if embedded:
+        g = p.add_argument_group("data (default: the embedded generated benchmark)")
+        g.add_argument("--data", default="default", choices=sorted(SIZES),
+                       help="embedded data size: default, smoke (tiny, for tests) or full (sci-Plex3/LINCS shape) (default: default)")
+        g.add_argument("--preset", default=None, choices=PRESETS,
+                       help="embedded data model: easy (bulk mirrors single cell) or realistic (sci-Plex3/L1000-like; "
+                            "see docs/data.md) (default: realistic; easy for --data smoke)")
+        g.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data generator (default: 0)")
+    else:
+        g = p.add_argument_group("data files")
+        p.set_defaults(data="default", preset=None, data_seed=0)
     g.add_argument("--sc", type=Path, default=None,
                    help="single-cell h5ad (sci-Plex3 as scPerturb or CPA/chemCPA publish it, or `bench prepare` output)")
     g.add_argument("--bulk", type=Path, default=None, help="bulk set: LINCS h5ad, L1000 .gct or .gctx (side-cars beside it)")
-    g.add_argument("--drug-key", default=None, help="single-cell obs column of the drug (default: drug, else condition)")
+    g.add_argument("--drug-key", default=None, help="single-cell obs column of the drug (default: the first of drug, condition, pert_iname, perturbation)")
     g.add_argument("--cell-type-key", default=None, help="single-cell obs column of the cell type (default: cell_type)")
     g.add_argument("--dose-key", default=None,
                    help="single-cell obs column of the dose (default: dose, pert_dose, dose_val or dose_value, with its unit "
@@ -45,52 +50,34 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_benchmark(args: argparse.Namespace) -> Benchmark:
-    """The embedded benchmark, or the files given with --sc (and --bulk), validated; what reading
-    changed (normalisation, merged genes, drug names matched) is said on stderr."""
+    """The data set the data options name: the embedded benchmark, or the files given with --sc
+    (and --bulk), validated (`bench.data.load.load_files`)."""
     if args.sc is None:
         if args.bulk is not None or args.smiles:
             raise BenchError("--bulk and --smiles need --sc: they apply to your own files, not the embedded set")
         return load_default(args.data, args.data_seed, args.preset)
     if args.preset is not None:
         raise BenchError("--preset chooses the embedded data's model: it does not apply to --sc files")
-    from bench.data.drugs import align_drug_names, attach_smiles, read_smiles_table
-    from bench.data.loaders import LOAD_UNS_KEY, ObsKeys, load_bulk, load_notes, load_single_cell
-    from bench.data.validate import check_shared_genes
-
     keys = ObsKeys(args.drug_key, args.cell_type_key, args.dose_key, args.control, args.dose_unit)
-    sc = load_single_cell(args.sc, keys, normalize=args.normalize)
-    for line in load_notes(sc):
-        print(f"note: {line}", file=sys.stderr)
-    bulk = load_bulk(args.bulk, ObsKeys(control=args.control)) if args.bulk is not None else None
-    if args.smiles:
-        table = {k: v for path in args.smiles for k, v in read_smiles_table(path).items()}
-        for role, adata in (("single-cell", sc), ("bulk", bulk)):
-            if adata is not None:
-                print(f"smiles: {attach_smiles(adata, table, args.control)} {role} drug(s) without a SMILES", file=sys.stderr)
-    if bulk is not None:
-        shared = check_shared_genes(sc, bulk, str(args.sc), str(args.bulk))
-        level = "warning: few" if shared < 100 else "shared"
-        print(f"genes: {shared} {level} gene symbols between {args.sc.name} ({sc.n_vars}) and {args.bulk.name} ({bulk.n_vars})", file=sys.stderr)
-        found = align_drug_names(sc, bulk, args.control)
-        bulk.uns[LOAD_UNS_KEY]["drug_matches"] = {d: list(m) for d, m in found.items()}
-        n_drugs = len(set(sc.obs[DRUG].astype(str)) - {args.control})
-        ways = pd.Series([how for _, how in found.values()]).value_counts()
-        how = ", ".join(f"{n} by {w}" for w, n in ways.items())
-        print(f"drugs: {len(found)} of {n_drugs} single-cell drugs have bulk profiles in {args.bulk.name}"
-              + (f" (matched {how})" if how else "") + "; only these are held out by the unseen-drug splits", file=sys.stderr)
-    name = args.sc.name + (f" + {args.bulk.name}" if bulk is not None else "")
-    return Benchmark(sc=sc, bulk=bulk, name=name, control=args.control, meta={"sc": str(args.sc), "bulk": str(args.bulk)})
+    return load_files(args.sc, args.bulk, keys=keys, normalize=args.normalize, smiles=args.smiles)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="write the data sets as h5ad files (sc.h5ad, bulk.h5ad)")
     p.add_argument("--out", type=Path, default=Path("bench-data"), help="output folder (default: ./bench-data)")
+    p.add_argument("--stats", action="store_true",
+                   help="print the data set's shape statistics (docs/data.md's presets table: cells per condition, "
+                        "zero fraction, controls, bulk replicates, plates and doses; the model's with generated data) "
+                        "instead of writing it")
     add_data_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args)
+    if args.stats:
+        print_stats(bench)
+        return 0
     for role, adata in (("sc", bench.sc), ("bulk", bench.bulk)):
         if adata is None:
             continue
@@ -98,3 +85,10 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_h5ad(path, adata)
         print(f"wrote {path} ({adata.n_obs} x {adata.n_vars})")
     return 0
+
+
+def print_stats(bench: Benchmark) -> None:
+    """One line per statistic of `bench.data.synthetic_stats.summary`, to compare a data set with the presets table."""
+    print(f"{bench.name}: shape statistics (docs/data.md, the presets table)")
+    for name, value in summary(bench.sc, bench.bulk, bench.control).items():
+        print(f"  {name:<32} {value:,.3f}")

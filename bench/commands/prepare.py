@@ -9,7 +9,8 @@ from pathlib import Path
 from bench.data.counts import NORMALIZE_CHOICES
 from bench.data.doses import NM_PER_UNIT
 from bench.data.loaders import ObsKeys
-from bench.prepare import BLOCK_CELLS, DEFAULT_GENES, PrepareOptions, prepare
+from bench.prepare import BLOCK_CELLS, PrepareOptions, prepare
+from bench.prepare_genes import DEFAULT_GENES
 from bench.schema import CONTROL
 
 

@@ -19,13 +19,15 @@ import numpy as np
 from bench.data.loaders import NO_DOSE, ObsKeys, canonical, de_lists_from_uns, load_single_cell, read_h5ad_checked, resolve_expression
 from bench.data.validate import check_controls, check_expression, check_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.evaluation import Evaluator, calibrated
+from bench.evaluation import Evaluator
 from bench.headline import headline, interval
 from bench.io import atomic_write_csv
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.predictions import provenance
+from bench.record import NORM_SUFFIX, REPLICATE_SUFFIX, replicate_column
 from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG, Condition, conditions_of, same_dose
 from metrics import get_metrics
+from metrics.calibration import calibrated
 from predictors.base import dense
 
 PAIR_CONTROL = "non-targeting"  # cell-eval's default control label
@@ -156,13 +158,13 @@ def run(args: argparse.Namespace) -> int:
     names = [m.name for m in get_metrics()]
     if args.out is not None:
         columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred"]
-        columns += [f"{n}{suffix}" for n in names for suffix in ("", "_floor", "_norm", "_replicate")]
+        columns += [f"{n}{suffix}" for n in names for suffix in ("", "_floor", NORM_SUFFIX, REPLICATE_SUFFIX)]
         atomic_write_csv(args.out, frame[columns])
     low, high = interval(frame)
     print(f"scored {len(shared)} condition(s) of {frame[DRUG].nunique()} drug(s), each at the truth's cell count;")
     print(f"headline {headline(frame):.3f} (95% interval over drugs {low:.3f} to {high:.3f})")
     print("mean over conditions; calibrated: 0 = the real controls, 1 = best value; replicate: half the truth, calibrated")
     for name in names:
-        rep = calibrated(frame.assign(**{name: frame[f"{name}_replicate"]}), name)
+        rep = calibrated(frame.assign(**{name: frame[replicate_column(name)]}), name)
         print(f"  {name:24s} {frame[name].mean():9.4f}   calibrated {calibrated(frame, name):7.3f}   replicate {rep:7.3f}")
     return 0

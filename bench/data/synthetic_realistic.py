@@ -1,6 +1,6 @@
 """Preset `realistic`: the embedded model with what real sci-Plex3 and L1000 data add.
 
-On top of the easy model (`bench.data.synthetic`): part of a drug's single-cell response has no
+On top of the shared model (`bench.data.synthetic_model`): part of a drug's single-cell response has no
 bulk counterpart and bulk sees the rest through per-gene platform gains and offsets, plus a
 bulk-only part; bulk profiles are L1000-like (noisy replicates on different plates, additive plate
 effects, most drugs in a few cell lines at one or two doses); single cells are sparse counts in
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.drugs import SMILES
-from bench.data.synthetic import (
+from bench.data.synthetic_model import (
     BULK_DOSES,
     CELL_BLOCK,
     SC_DOSES,

@@ -30,7 +30,7 @@ from torch import nn
 
 from bench.errors import BenchError, DataUnsuitable
 from bench.fingerprint import adata_fingerprint, config_hash
-from bench.io import atomic_write_bytes
+from bench.io import atomic_write_bytes, file_lock
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 from predictors.base import dense
 from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
@@ -300,6 +300,9 @@ def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_c
     path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
     if path.exists():
         return Pretrained.load(path)
-    model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, device)
-    model.save(path)
+    with file_lock(path.with_name(path.name + ".lock")):  # runs in other processes may want the same checkpoint
+        if path.exists():  # pre-trained by one of them while this one waited
+            return Pretrained.load(path)
+        model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, device)
+        model.save(path)
     return model
