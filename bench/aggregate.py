@@ -51,8 +51,8 @@ def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=64)
-def _headlines(boards: tuple[Board, ...]) -> pd.DataFrame:
-    boards = list(boards)
+def _headlines(group: tuple[Board, ...]) -> pd.DataFrame:
+    boards = list(group)
     rows, replicate = [], None
     for name in predictor_order(boards):
         frame = across(boards, name)
@@ -87,8 +87,8 @@ def neighbour_pairs(boards: Board | list[Board]) -> list[dict]:
 
 
 @lru_cache(maxsize=64)
-def _pairs(boards: tuple[Board, ...]) -> tuple[dict, ...]:
-    boards = list(boards)
+def _pairs(group: tuple[Board, ...]) -> tuple[dict, ...]:
+    boards = list(group)
     ranked = ranking(boards)
     names = ranked["predictor"].tolist() if not ranked.empty else []
     return tuple(separations(names, {n: across(boards, n) for n in names})) if len(names) > 1 else ()
@@ -98,8 +98,8 @@ def replicate_row(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with a reference row of the replicate scores (calibrated columns only)."""
     refs = {}
     for col in board.reference_columns:
-        vals = [(r.get(VAL_SELECTED) or {}).get(col) for r in board.ok()]
-        vals = [v for v in vals if v is not None and not pd.isna(v)]
+        written = [(r.get(VAL_SELECTED) or {}).get(col) for r in board.ok()]
+        vals = [v for v in written if v is not None and not pd.isna(v)]
         if vals:
             refs[norm_column(col.removesuffix(REPLICATE_NORM_SUFFIX))] = float(np.mean(vals))
     if not refs or frame.empty:

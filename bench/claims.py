@@ -5,6 +5,7 @@ only, so the page changes when the results do."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,7 +139,7 @@ def speed(boards: list[Board]) -> Verdict:
                    f"{ratio.max():.1f}x) over {len(ratio)} paired runs, Wilcoxon p = {p:.3g}; the paper: {PAPER_SPEEDUP:.1f}x")
 
 
-CLAIMS = [
+CLAIMS: list[tuple[str, Callable[..., Verdict], str]] = [  # (claim, its test, what the test reads)
     ("Pre-trained models are better than the model without pre-training on most metrics (Table 2)", pretraining, "frames"),
     ("PertBERT is better than every baseline on the distribution metrics (Table 2)", distribution, "frames"),
     ("The LSTM decoder outperforms the MLP decoder (Table 3)", decoder, "frames"),

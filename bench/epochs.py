@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -21,7 +22,7 @@ from bench.schema import PAPER_METRICS
 from predictors.base import StopTraining
 
 
-def selection_score(frame: pd.DataFrame) -> pd.Series | float:
+def selection_score(frame: pd.DataFrame) -> pd.Series:
     """Mean of the paper's six metrics (per row of per-condition scores, or of aggregates): the
     paper's own (best-test) epoch selection."""
     return frame[PAPER_METRICS].mean(axis=1)
@@ -96,7 +97,7 @@ class EpochLog:
             raise StopTraining(f"training was stopped after epoch {self.stopped_at}")
         seconds = time.perf_counter() - self._mark
         t0 = time.perf_counter()
-        row = {"epoch": epoch, "seconds": seconds, **{f"train_{k}": float(v) for k, v in stats.items()}}
+        row: dict[str, Any] = {"epoch": epoch, "seconds": seconds, **{f"train_{k}": float(v) for k, v in stats.items()}}
         sets, counts = self.test_eval.collect(self.predictor.predict_many)
         paper = self.test_eval.score(sets, PAPER_METRICS, replicate=False, counts=counts)
         row.update({f"test_{m}": float(paper[m].mean()) for m in PAPER_METRICS})
@@ -113,9 +114,12 @@ class EpochLog:
         if self.bar is not None and epoch is not None:
             self.bar.set_postfix_str(f"epoch {epoch} val {row.get('val_score', float('nan')):.3f}")
         self._mark = time.perf_counter()
-        if self.patience and epoch is not None and epoch - self.kept[VAL_SELECTED].epoch >= self.patience:
-            self.stopped_at = epoch
-            raise StopTraining(f"no validation gain for {self.patience} epochs")
+        if self.patience and epoch is not None:
+            best = self.kept[VAL_SELECTED].epoch
+            assert best is not None  # only a fit that reports no epochs is evaluated at None
+            if epoch - best >= self.patience:
+                self.stopped_at = epoch
+                raise StopTraining(f"no validation gain for {self.patience} epochs")
 
     def _keep(self, selection: str, candidate: Kept) -> None:
         """Keep this epoch's test predictions when its score beats every earlier epoch's (ties: the earlier)."""

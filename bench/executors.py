@@ -184,7 +184,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
                          "--ray-address to the head node's HOST:PORT") from None
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
+def _causes(exc: BaseException | None) -> list[BaseException]:
     """The exception and the ones it was raised from, outermost first."""
     chain: list[BaseException] = []
     while exc is not None and exc not in chain:

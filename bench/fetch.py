@@ -121,7 +121,7 @@ def _fetch_file(remote: RemoteFile, folder: Path, manifest: Manifest, expected: 
                          f"(from {remote.url}); the download was removed")
     if expected:
         log(f"{remote.served_name}: verified {expected}")
-    entry = {"url": remote.url, "checksum": expected, "date": _now()}
+    entry: dict[str, str | int | None] = {"url": remote.url, "checksum": expected, "date": _now()}
     if remote.gunzip:
         entry.update(download_bytes=size, download_sha256=digests["sha256"])
         size, sha256 = gunzip(part, final, remote.unpacked_size, log)

@@ -263,7 +263,7 @@ def pooled_label(boards: list[Board]) -> str:
     parts = []
     if folded:
         k = max(int((b.meta.get("split_summary") or {}).get("folds") or 0) for b in folded)
-        present = sorted({b.fold for b in folded})
+        present = sorted({b.fold for b in boards if b.fold is not None})
         whole = len(present) == k and len(folded) == k * len(seeds)
         parts.append(f"{k} folds (every held-out drug tested once{' per split seed' if len(seeds) > 1 else ''})" if whole
                      else f"folds {', '.join(str(f + 1) for f in present)} of {k} (the other folds' drugs untested)")

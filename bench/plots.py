@@ -33,7 +33,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _grid(n: int, ncols: int = 3) -> tuple[plt.Figure, np.ndarray]:
+def _grid(n: int, ncols: int = 3) -> tuple[plt.Figure, np.flatiter[np.ndarray]]:
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
@@ -89,8 +89,8 @@ def metric_bars(board: Board, metrics: list[str], path: Path, title: str) -> Pat
     fig, axes = _grid(len(metrics))
     x = np.arange(len(names))
     for ax, metric in zip(axes, metrics):
-        per_seed = [[(r.get(VAL_SELECTED) or {}).get(metric) for r in ok if r["predictor"] == n] for n in names]
-        per_seed = [np.array([v for v in vals if v is not None and not pd.isna(v)], dtype=float) for vals in per_seed]
+        written = [[(r.get(VAL_SELECTED) or {}).get(metric) for r in ok if r["predictor"] == n] for n in names]
+        per_seed = [np.array([v for v in vals if v is not None and not pd.isna(v)], dtype=float) for vals in written]
         means = np.array([v.mean() if v.size else np.nan for v in per_seed])
         sds = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in per_seed])
         colors = ["0.7" if n in references else f"C{i % 10}" for i, n in enumerate(names)]

@@ -132,15 +132,18 @@ def scan(matrix: CellMatrix, names: pd.Index, is_control: np.ndarray, normalize:
     for start, block in matrix.blocks(block_cells, "pass 1/2: library sizes, control genes"):
         ctrl = is_control[start : start + block.shape[0]]
         if counts:
+            assert totals is not None  # allocated for counts
             totals[start : start + block.shape[0]] = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
             if ctrl.any():
                 merged, _ = merge_duplicate_genes(block[ctrl], names, counts=True)
                 moments.add(log_normalise(merged, totals=totals[start : start + block.shape[0]][ctrl]))
         else:
+            assert column_sums is not None  # allocated for normalised values
             column_sums += np.bincount(block.indices, weights=block.data, minlength=n_cols)
             moments.add(block[ctrl])
     if counts:
         return Scan(True, totals, np.unique(codes, return_index=True)[1], moments)
+    assert column_sums is not None  # normalised values: allocated above
     keep = most_expressed_columns(codes, column_sums)
     per_symbol = Moments(len(symbols))
     per_symbol.n, per_symbol.s1, per_symbol.s2 = moments.n, moments.s1[keep], moments.s2[keep]
@@ -164,6 +167,7 @@ def write_cells(matrix: CellMatrix, names: pd.Index, scanned: Scan, genes: np.nd
         x = (block if rows.all() else block[rows])[:, columns]
         if scanned.counts:
             x, _ = merge_duplicate_genes(x, names[columns], counts=True)
+            assert scanned.totals is not None  # scan() keeps them for counts
             x = log_normalise(x, totals=scanned.totals[start : start + block.shape[0]][rows])
         x.sort_indices()
         parts.append(x.astype(np.float32, copy=False))

@@ -165,17 +165,16 @@ def run_one(name: str, seed: int, bench: Benchmark, split: Split, test_eval: Eva
         if isinstance(outcome, Failure) and not searching:
             return RunOutput(replace(record, options=predictor.config).ended(outcome))
         trials.append(_Trial(candidate, outcome, predictor.config))
-    done = [t for t in trials if isinstance(t.outcome, FitOutcome)]
+    done = [(t, t.outcome) for t in trials if isinstance(t.outcome, FitOutcome)]  # (trial, its fit)
     if not done:
         first = trials[0].to_json()["error"]
         return RunOutput(record.ended(Failure(FAILED, f"every search candidate failed: {first}")))
-    chosen = max(done, key=lambda t: t.outcome.best.score)  # the first of equals: candidates are in a fixed order
-    fit = chosen.outcome
+    chosen, fit = max(done, key=lambda d: d[1].best.score)  # the first of equals: candidates are in a fixed order
     record.options = chosen.config
     record.scores = _scores(fit, cls.trainable and fit.trained)
     if searching:
         record.search = {"space": cls.search_space, "chosen": chosen.options, "selected_by": "validation headline",
-                         "trials": [t.to_json() for t in trials], "seconds": float(sum(t.outcome.fit_seconds for t in done))}
+                         "trials": [t.to_json() for t in trials], "seconds": float(sum(f.fit_seconds for _, f in done))}
     saved = _saved_predictions(fit.best, test_eval, bench, record) if config.save_predictions else None
     return RunOutput(record, fit.epochs, fit.conditions, saved)
 
@@ -184,6 +183,7 @@ def _saved_predictions(best: Kept, test_eval: Evaluator, bench: Benchmark, recor
     """The test predictions scored at the val-selected epoch (capped at the input size, as scored)
     and the controls the predictor was handed, in the input's layout (bench/predictions.py)."""
     sets, counts = best.sets, best.counts
+    assert record.seed is not None  # the runner makes every record with its seed
     given = test_eval.control_source()
     controls = {ct: given(ct) for ct in sorted({c.cell_type for c in sets})}
     meta = {"predictor": record.predictor, "seed": int(record.seed), "split": record.split,
@@ -269,7 +269,9 @@ def _scores(fit: FitOutcome, trained: bool) -> Scores:
     scores = Scores(selections, fit_seconds=float(fit.fit_seconds), eval_seconds=fit.eval_seconds,
                     stopped_early_at=fit.stopped_early_at)
     if trained:  # else the epochs and seconds per epoch stay None
-        scores.best_test_epoch, scores.val_epoch = int(fit.selected[TEST_SELECTED]), int(fit.selected[VAL_SELECTED])
+        test_epoch, val_epoch = fit.selected[TEST_SELECTED], fit.selected[VAL_SELECTED]
+        assert test_epoch is not None and val_epoch is not None  # a fit that reported epochs selects numbered ones
+        scores.best_test_epoch, scores.val_epoch = int(test_epoch), int(val_epoch)
         scores.last_epoch, scores.seconds_per_epoch = fit.last_epoch, fit.seconds_per_epoch
     return scores
 
@@ -291,6 +293,7 @@ def save_run(out_dir: Path, output: RunOutput) -> Path:
     """Write one run's files into OUT/runs/<predictor>/seed<k>/ atomically (a whole folder rename),
     its saved predictions (predictions.h5ad) too when it has them."""
     record = output.record
+    assert record.predictor is not None and record.seed is not None  # the runner makes every record with both
     final = run_dir(out_dir, record.predictor, record.seed)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".seed{record.seed}.", dir=final.parent))

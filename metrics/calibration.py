@@ -11,7 +11,7 @@ from metrics.registry import METRICS
 FLOOR_GAP = 1e-12  # a floor this close to the best value leaves nothing to calibrate (score 0)
 
 
-def calibrate(score, floor, best: float):
+def calibrate(score, floor, best: float | np.ndarray):
     """(score - floor) / (best - floor): 0 = the floor ("no change"), 1 = the metric's best value,
     below 0 = worse than no change. Capped at 1 (rounding), never NaN: 0 where the floor is already
     at the best value. For a lower-is-better distance with best 0 this is 1 - score/floor."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -28,6 +29,14 @@ class ConditionData:
     control_stats: tuple[np.ndarray, np.ndarray] | None = None
     truth_memo: dict = field(default_factory=dict, repr=False, compare=False)
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @overload
+    def genes(self, top: int) -> np.ndarray:
+        ...
+
+    @overload
+    def genes(self, top: None) -> slice:
+        ...
 
     def genes(self, top: int | None) -> np.ndarray | slice:
         return slice(None) if top is None else self.de[:top]

@@ -85,7 +85,7 @@ def reference_for(control: np.ndarray) -> RankReference:
     if hit is not None and hit[0]() is control:
         return hit[1]
     built = RankReference.from_cells(control)
-    _REFERENCES[key] = (weakref.ref(control, lambda _, k=key: _REFERENCES.pop(k, None)), built)
+    _REFERENCES[key] = (weakref.ref(control, lambda _: _REFERENCES.pop(key, None)), built)
     return built
 
 

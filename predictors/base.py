@@ -155,6 +155,7 @@ class Predictor(ABC):
         if "bulk" in cls.needs and task.bulk is None:
             return "needs a bulk data set (--bulk)"
         if "bulk" in cls.needs:
+            assert task.bulk is not None  # the check above returned
             measured = set(task.bulk.obs[DRUG].astype(str))
             held = sorted({c.drug for c in [*task.test_conditions, *task.val_conditions]
                            if not is_combination(c.drug)} - measured)

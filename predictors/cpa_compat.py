@@ -16,6 +16,7 @@ import logging
 import sys
 import types
 import warnings
+from typing import Any
 
 import anndata
 import torch
@@ -28,7 +29,7 @@ def _shim_anndata() -> None:
     if "read" not in dir(anndata):
         anndata.read = anndata.read_h5ad
         APPLIED.append("anndata.read -> anndata.read_h5ad (removed in anndata 0.12)")
-    sparse_dataset = importlib.import_module("anndata._core.sparse_dataset")
+    sparse_dataset: Any = importlib.import_module("anndata._core.sparse_dataset")
     if not hasattr(sparse_dataset, "SparseDataset"):
         sparse_dataset.SparseDataset = sparse_dataset.BaseCompressedSparseDataset
         APPLIED.append("anndata._core.sparse_dataset.SparseDataset -> BaseCompressedSparseDataset (renamed in anndata 0.10)")
@@ -38,7 +39,7 @@ def _shim_tkinter() -> None:
     try:
         import tkinter  # noqa: F401  cpa._model runs `from tkinter import N` and never uses it
     except ImportError:
-        stub = types.ModuleType("tkinter")
+        stub: Any = types.ModuleType("tkinter")
         stub.N = "n"
         sys.modules["tkinter"] = stub
         APPLIED.append("tkinter stub (cpa._model imports tkinter.N and never uses it; this Python has no Tk)")
@@ -60,7 +61,7 @@ class _TorchLoadingFullPickles(types.ModuleType):
 
 
 def _shim_scvi_loader() -> None:
-    scvi_utils = importlib.import_module("scvi.model.base._utils")
+    scvi_utils: Any = importlib.import_module("scvi.model.base._utils")
     if not isinstance(scvi_utils.torch, _TorchLoadingFullPickles):
         scvi_utils.torch = _TorchLoadingFullPickles()
         APPLIED.append("scvi model loader: torch.load(weights_only=False) (torch >= 2.6 defaults to True; scvi pickles numpy/pandas)")
@@ -88,7 +89,7 @@ if APPLIED:
 def load_cpa() -> types.ModuleType:
     """The `cpa` package, imported once with the shims in place and its per-cell progress bars off."""
     cpa = _import_quietly("cpa")
-    model_module = importlib.import_module("cpa._model")
+    model_module: Any = importlib.import_module("cpa._model")
     model_module.tqdm = functools.partial(model_module.tqdm, disable=True)
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "scvi", "cpa"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -255,6 +255,7 @@ class CpaTransfer(CpaPredictor):
     defaults = {**CpaPredictor.defaults, "bulk_epochs": 50, "finetune_weight_decay": 0.0}
 
     def _before_single_cell(self, task: Task) -> None:
+        assert task.bulk is not None  # needs = ("bulk",)
         shared = np.flatnonzero(np.isin(task.genes, np.asarray(task.bulk.var_names)))
         if shared.size == 0:
             raise BenchError("CPA_transfer: the bulk set shares no gene with the single-cell set")
@@ -270,6 +271,7 @@ class CpaTransfer(CpaPredictor):
 
     def _bulk_frame(self, task: Task, genes: np.ndarray) -> ad.AnnData:
         bulk = task.bulk
+        assert bulk is not None  # needs = ("bulk",)
         obs = bulk.obs
         keep = obs[CELL_TYPE].astype(str).isin(self._cell_types).to_numpy() & obs[DRUG].astype(str).isin(list(self._vocab)).to_numpy()
         if not keep.any():

@@ -22,10 +22,11 @@ class KnnBulk(Predictor):
 
     def fit(self, task: Task) -> None:
         self._task = task
+        assert task.bulk is not None  # needs = ("bulk",)
         x = dense(task.bulk.X)
         self._shifts = LineMatchedShifts(task.bulk.obs, task.control, lambda rows: x[rows].mean(axis=0))
         self._signatures: dict[tuple[str, str | None], np.ndarray | None] = {}
-        self._train = {}
+        self._train: dict[tuple[str, float], set[str]] = {}
         for cond in task.training_conditions():
             self._train.setdefault((cond.cell_type, cond.dose), set()).add(cond.drug)
 

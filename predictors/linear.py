@@ -43,6 +43,7 @@ class LinearBulk(Predictor):
     defaults = {"alphas": (10.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)}  # strongest first, x s_max^2
 
     def fit(self, task: Task) -> None:
+        assert task.bulk is not None  # needs = ("bulk",)
         x = dense(task.bulk.X)
         shifts = LineMatchedShifts(task.bulk.obs, task.control, lambda rows: x[rows].mean(axis=0))
         drugs = sorted({c.drug for c in [*task.training_conditions(), *task.test_conditions, *task.val_conditions]})

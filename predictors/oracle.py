@@ -17,6 +17,7 @@ class Oracle(Predictor):
     reference = True
 
     def fit(self, task: Task) -> None:
+        assert task.truth is not None  # needs = ("truth",)
         self._truth = task.truth
 
     def predict(self, condition: Condition, controls: np.ndarray) -> np.ndarray:

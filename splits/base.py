@@ -82,20 +82,24 @@ def benchmark_split(bench, name: str, seed: int = 0, split_column: str | None = 
     (with `folds`: fold `fold` of a K-fold partition of them, so K folds test every drug once)."""
     if split_column and folds:
         raise BenchError(f"--folds {folds} and --split-column '{split_column}': a stored split has its own hold-out")
-    options = {"split_column": split_column} if split_column else {"eligible": bench.hold_out_candidates()}
+    options: dict[str, object] = {"split_column": split_column} if split_column else {"eligible": bench.hold_out_candidates()}
     if folds:
         options.update(fold=fold, folds=folds)
     return get_split(name, bench.sc, seed=seed, control=bench.control, **options)
 
 
-def check_folds(name: str, fold: int, folds: int, units: int, what: str = "drugs") -> None:
-    """A K-fold request must leave every fold a test set and the rest room for validation and training."""
+def check_folds(name: str, fold: int | None, folds: int, units: int, what: str = "drugs") -> int:
+    """A K-fold request must name its fold and leave every fold a test set and the rest room for
+    validation and training. Returns the fold."""
+    if fold is None:
+        raise BenchError(f"{name}: --folds {folds} needs the fold to run (0..{folds - 1})")
     if folds < 2:
         raise BenchError(f"{name}: --folds {folds}: expected at least 2 folds")
     if folds > units:
         raise BenchError(f"{name}: --folds {folds} is more than the {units} {what} that can be held out")
     if not 0 <= fold < folds:
         raise BenchError(f"{name}: fold {fold} is outside 0..{folds - 1}")
+    return fold
 
 
 def fold_of(sizes: dict[str, int], folds: int, rng: np.random.Generator) -> dict[str, int]:

@@ -78,7 +78,7 @@ def unseen_drug_families(
     role: dict[str, str] = {}
     order = list(np.random.default_rng(seed).permutation(families))
     if folds:
-        check_folds("unseen_drug_families", fold, folds, len(families), "drug families")
+        fold = check_folds("unseen_drug_families", fold, folds, len(families), "drug families")
         assigned = fold_of({f: len(members[f]) for f in families}, folds, np.random.default_rng(seed))
         role = {d: TEST for f in families if assigned[f] == fold for d in members[f]}
         held[TEST] = wanted[TEST] = len(role)

@@ -47,7 +47,7 @@ def unseen_drugs(
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(val_fraction * len(drugs))))
     if folds:
-        check_folds("unseen_drugs", fold, folds, len(drugs))
+        fold = check_folds("unseen_drugs", fold, folds, len(drugs))
         assigned = fold_of({str(d): 1 for d in drugs}, folds, rng)
         test = [d for d in drugs if assigned[d] == fold]
         rest = np.random.default_rng([seed, fold]).permutation([d for d in drugs if assigned[d] != fold])

@@ -57,8 +57,8 @@ def _resolve(label: str, dose: tuple, has_dose: bool, vehicles: set[str], where:
     keep = [i for i, d in enumerate(drugs) if d not in vehicles] if len(drugs) > 1 else [0]
     if not keep:
         return "", 0.0, ""
-    drugs, dose = [drugs[i] for i in keep], [dose[i] for i in keep]
-    return SEP.join(drugs), float(sum(dose)), describe(tuple(dose)) if len(drugs) > 1 else ""
+    drugs, dose = tuple(drugs[i] for i in keep), tuple(dose[i] for i in keep)
+    return SEP.join(drugs), float(sum(dose)), describe(dose) if len(drugs) > 1 else ""
 
 
 def treated_conditions(drugs: np.ndarray, codes: np.ndarray, table: np.ndarray, has_dose: bool, vehicles: set[str],
@@ -87,8 +87,8 @@ def _check_totals(resolved: list[tuple[str, float, str]], where: str) -> None:
     for label, total, parts in resolved:
         by_label.setdefault(label, {})[parts] = total
     for label, totals in by_label.items():
-        parts = sorted(totals, key=totals.get)
-        for a, b in zip(parts, parts[1:]):
+        spellings = sorted(totals, key=lambda p: totals[p])
+        for a, b in zip(spellings, spellings[1:]):
             if same_dose([totals[a]], totals[b])[0]:
                 raise BenchError(f"{where} gives combination '{label}' doses {a} and {b} nM: conditions are told "
                                  "apart by their total dose, so give the two another total")

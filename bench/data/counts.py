@@ -7,6 +7,8 @@ at full precision."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -34,6 +36,7 @@ def looks_like_counts(x: np.ndarray | sp.spmatrix) -> bool:
 
 def _scale_rows(x: np.ndarray | sp.csr_matrix, factor: np.ndarray) -> None:
     if sp.issparse(x):
+        x = cast(sp.csr_matrix, x)  # sp.issparse does not narrow: scipy ships no type stubs
         x.data *= np.repeat(factor, np.diff(x.indptr)).astype(x.data.dtype, copy=False)
     else:
         x *= factor[:, None].astype(x.dtype, copy=False)
@@ -46,13 +49,14 @@ def log_normalise(x: np.ndarray | sp.csr_matrix, target_sum: float = TARGET_SUM,
     genes by the cell's full library size; by default the row sums of `x`. Cells without counts
     stay zero."""
     if sp.issparse(x) and not sp.isspmatrix_csr(x):
-        x = x.tocsr()
+        x = cast(sp.spmatrix, x).tocsr()
     if totals is None:
         totals = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
     factor = np.divide(target_sum, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
     _scale_rows(x, factor)
     if sp.issparse(x):
-        np.log1p(x.data, out=x.data)
+        data = cast(sp.csr_matrix, x).data
+        np.log1p(data, out=data)
     else:
         np.log1p(x, out=x)
     return x

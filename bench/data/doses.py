@@ -35,6 +35,7 @@ def text(value: object) -> str:
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
+            assert isinstance(value, bytes)  # the failed decode left it as it was
             value = value.decode("latin-1")
     return str(value).replace(R_MICRO, "\u00b5")
 
@@ -56,9 +57,10 @@ def parse_dose(value: object, nm_per_unit: float = 1.0) -> Dose | None:
     written = written.strip().lower()
     if written in MISSING:
         return ()
-    parts = [_PART.match(re.sub(r"\s+", "", p)) for p in written.split(SEP)]
-    if not all(parts):
+    found = [_PART.match(re.sub(r"\s+", "", p)) for p in written.split(SEP)]
+    if not all(found):
         return None
+    parts = [m for m in found if m is not None]  # all of them (checked above), typed as matches
     factors = [_unit_factor(m.group(2)) if m.group(2) else None for m in parts]
     if any(f is None for f, m in zip(factors, parts) if m.group(2)):
         return None  # a unit we do not know (µL, %, ...)

@@ -108,7 +108,8 @@ def match_drugs(sc_drugs: list[str], bulk_drugs: list[str], sc_smiles: dict[str,
                     return set()
                 if s not in cache:
                     cache[s] = molecule_keys(s)
-                return {cache[s][part]} if cache[s] else set()
+                keys = cache[s]
+                return {keys[part]} if keys else set()
             return keys_of
 
         step("molecule", molecule(0))

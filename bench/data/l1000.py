@@ -53,7 +53,9 @@ def sample_info(raw: ad.AnnData, path: Path) -> tuple[ad.AnnData, str]:
     if "pert_iname" in raw.obs:
         return raw, ""
     ids = pd.Index(raw.obs_names)
-    tried, best = [], (0, None, "", "")
+    tried: list[str] = []
+    best: tuple[int, Path | None, str, str] = (0, None, "", "")
+    info: Path | None
     for word, id_col in SAMPLE_SIDE_CARS:
         for info in _side_cars(path.parent, word):
             tried.append(info.name)

@@ -33,8 +33,9 @@ def load_files(sc: Path, bulk: Path | None = None, *, keys: ObsKeys, normalize: 
             if adata is not None:
                 _say(f"smiles: {attach_smiles(adata, table, control)} {role} drug(s) without a SMILES")
     if profiles is not None:
+        assert bulk is not None  # the profiles were read from it
         _match_bulk(cells, profiles, sc, bulk, control)
-    name = sc.name + (f" + {bulk.name}" if profiles is not None else "")
+    name = sc.name + (f" + {bulk.name}" if bulk is not None else "")
     return Benchmark(sc=cells, bulk=profiles, name=name, control=control, meta={"sc": str(sc), "bulk": str(bulk)})
 
 

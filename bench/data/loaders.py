@@ -35,7 +35,7 @@ UNIT_COLUMNS = {"dose_value": "dose_unit", "dose": "dose_unit", "pert_dose": "pe
 CONTROL_NAMES = ("control", "DMSO", "dmso", "vehicle", "Vehicle")
 DE_KEYS = ("rank_genes_groups_cov", "all_DEGs")
 # nM per plain number of a dose column: CPA's sci-Plex3 dose_val is the dose in nM / 10,000, L1000's pert_dose is µM.
-COLUMN_NM_PER_UNIT = {"dose_val": 10_000.0, "pert_dose": NM_PER_UNIT["uM"]}
+COLUMN_NM_PER_UNIT: dict[str | None, float] = {"dose_val": 10_000.0, "pert_dose": NM_PER_UNIT["uM"]}
 NO_DOSE = "none"  # --dose-key none: ignore any dose column, one dose per drug
 LOAD_UNS_KEY = "bench_load"
 PREPARE_UNS_KEY = "bench_prepare"  # written by `bench prepare`: how the file's genes were chosen

@@ -157,7 +157,7 @@ def _bulk(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.Ann
     ln2 = np.log(2.0)
     x = np.empty((len(rows), len(measured) + n_extra), dtype=np.float32)
     for start in range(0, len(rows), CELL_BLOCK):
-        block = []
+        profiles = []
         for c, d, dose in rows[start : start + CELL_BLOCK]:
             profile = np.concatenate([truth["line_base"][c, measured], extra_base[c]]) / ln2 + 8.0
             if d >= 0:
@@ -166,8 +166,8 @@ def _bulk(cfg: SyntheticConfig, truth: dict, rng: np.random.Generator) -> ad.Ann
                 effect = np.concatenate([programme @ truth["programs"][:, measured], programme @ extra_programs])
                 # Population average: the responding fraction times the mean strength (1).
                 profile = profile + responder_fraction(truth, cond) * dose_response(truth, str(drugs[d]), dose) / ln2 * effect
-            block.append(profile)
-        block = np.asarray(block)
+            profiles.append(profile)
+        block = np.asarray(profiles)
         x[start : start + len(block)] = np.clip(block + rng.normal(0.0, 0.25, block.shape), 0.0, None)
     frame = pd.DataFrame({
         CELL_TYPE: pd.Categorical([str(lines[c]) for c, _, _ in rows]),

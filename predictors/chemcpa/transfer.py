@@ -38,11 +38,13 @@ class ChemCPATransfer(ChemCPA):
             raise BenchError(f"chemCPA_transfer: bulk_lines '{self.config['bulk_lines']}': expected one of {', '.join(BULK_LINES)}")
 
     def _structure_drugs(self, task: Task, drugs: set[str]) -> set[str]:
+        assert task.bulk is not None  # needs = ("bulk",)
         return drugs | (set(task.bulk.obs[DRUG].astype(str)) - {task.control})
 
     def _cell_type_names(self, task: Task) -> list[str]:
         names = super()._cell_type_names(task)
         if self.config["bulk_lines"] == "all":
+            assert task.bulk is not None  # needs = ("bulk",)
             names += sorted(set(task.bulk.obs[CELL_TYPE].astype(str)) - set(names))
         return names
 
@@ -54,6 +56,7 @@ class ChemCPATransfer(ChemCPA):
     def _bulk_rows(self, task: Task) -> tuple[Rows, int]:
         """The pre-training rows on the single-cell genes (shared ones rescaled, the rest masked) and
         the number of the adversary's drug classes."""
+        assert task.bulk is not None  # needs = ("bulk",)
         bulk, control = task.bulk, task.control
         obs = bulk.obs
         drugs, lines = obs[DRUG].astype(str).to_numpy(), obs[CELL_TYPE].astype(str).to_numpy()

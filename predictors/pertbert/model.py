@@ -138,6 +138,8 @@ class MLPDecoder(nn.Module):
 class FixedDrugs(nn.Module):
     """Drug vectors fixed before fine-tuning (one row per drug, e.g. from bulk profiles); not trained."""
 
+    table: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("table", table)

@@ -65,7 +65,7 @@ class PertBERT(Predictor):
 
     trainable = True
     search_space = {"lr": [3e-3, 1e-3], "energy_weight": [0.05, 0.2]}
-    needs = ("bulk",)
+    needs: ClassVar[tuple[str, ...]] = ("bulk",)
     resources: ClassVar[dict] = gpu_request()
     defaults = {
         "pretrain": None,  # None (BERT), "transfer", "whole" or "subset"

@@ -212,7 +212,7 @@ def untrained(bulk: ad.AnnData, cfg_overrides: dict, seed: int, control: str = C
                       {}, None)
 
 
-def _random_mask(shape: tuple[int, int], ratio: float, gen: torch.Generator) -> torch.Tensor:
+def _random_mask(shape: tuple[int, ...], ratio: float, gen: torch.Generator) -> torch.Tensor:
     return (torch.rand(shape, generator=gen) < ratio).float()
 
 
