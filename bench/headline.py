@@ -1,10 +1,14 @@
-"""The headline score: one calibrated number per predictor that "no change" cannot win, with 95%
-intervals from a bootstrap over held-out drugs (a drug's conditions are not independent).
+"""The headline score: one calibrated number per predictor, 0 = the mean baseline (`train_mean`: the
+training drugs' mean change per cell type and dose), 1 = perfect, with 95% intervals from a bootstrap
+over held-out drugs (a drug's conditions are not independent). The same score against "no change"
+(the real controls as the prediction) is kept beside it.
 
-It is the mean of four calibrated scores (0 = the real controls, 1 = perfect): the mean change
-(`delta_DE50`), DE recovery (`overlap_at_N`), the distribution (`energy_DE50`) and discrimination
-among the split's conditions (`discrimination_score_l1`); each component enters at no less than -1
-(twice as far from the truth as no change, for a distance). See docs/metrics.md.
+It is the mean of four calibrated scores: the mean change (`delta_DE50`), DE recovery from the
+predicted change (`de_recall`), the distribution (`energy_DE50`, an unbiased energy distance) and
+discrimination among the split's conditions (`discrimination_score_l1`); each component is a ratio
+of means over the conditions where it is defined (the DE-set components skip inert conditions) and
+enters at no less than -1 (twice as far from the truth as the reference, for a distance). See
+docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from scipy import stats
 
 from bench.schema import DRUG
 from metrics import METRICS
-from metrics.calibration import calibrate
+from metrics.calibration import BASE, FLOOR, calibrate
 
-HEADLINE_METRICS = ("delta_DE50", "overlap_at_N", "energy_DE50", "discrimination_score_l1")
+HEADLINE_METRICS = ("delta_DE50", "de_recall", "energy_DE50", "discrimination_score_l1")
 COMPONENT_MIN = -1.0  # a component enters the headline at no less than this: one failure cannot drown the rest
 BOOTSTRAP = 2000
 LEVEL = 0.95
@@ -29,36 +33,51 @@ def headline_metrics(frame: pd.DataFrame | None = None) -> list[str]:
     return [m for m in HEADLINE_METRICS if m in METRICS and (frame is None or m in frame)]
 
 
-def _drug_sums(frame: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per drug: condition counts, and sums of each component's score and floor ((drugs, k) arrays)."""
-    grouped = frame.groupby(DRUG, sort=True)
-    counts = grouped.size().to_numpy(dtype=float)
-    scores = grouped[names].sum().to_numpy(dtype=float)
-    floors = grouped[[f"{m}_floor" for m in names]].sum().to_numpy(dtype=float)
-    return counts, scores, floors
+def _drug_sums(frame: pd.DataFrame, names: list[str], reference: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per drug and component ((drugs, k) arrays): how many conditions define it, and the sums of its
+    score and of the reference's score over them."""
+    score = frame[names].to_numpy(dtype=float)
+    ref = frame[[m + reference for m in names]].to_numpy(dtype=float)
+    defined = np.isfinite(score) & np.isfinite(ref)
+    parts = pd.DataFrame(np.hstack([defined, np.where(defined, score, 0.0), np.where(defined, ref, 0.0)]), index=frame.index)
+    summed = parts.groupby(frame[DRUG].to_numpy(), sort=True).sum().to_numpy(dtype=float)
+    k = len(names)
+    return summed[:, :k], summed[:, k : 2 * k], summed[:, 2 * k :]
 
 
-def _from_sums(counts, scores: np.ndarray, floors: np.ndarray, names: list[str]) -> np.ndarray:
-    """Headline from condition counts and summed scores/floors (last axis: components): the ratio of
-    means of each component calibrated, clipped below at COMPONENT_MIN, then their mean."""
-    n = np.asarray(counts, dtype=float)[..., None]
+def _from_sums(counts: np.ndarray, scores: np.ndarray, refs: np.ndarray, names: list[str]) -> np.ndarray:
+    """Headline from per-component condition counts and summed scores/references (last axis:
+    components): each component's ratio of means calibrated, clipped below at COMPONENT_MIN, then
+    their mean over the components defined somewhere (NaN when none is)."""
     best = np.array([METRICS[m].best for m in names])
-    return np.maximum(calibrate(scores / n, floors / n, best), COMPONENT_MIN).mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        parts = np.maximum(calibrate(scores / counts, refs / counts, best), COMPONENT_MIN)
+    parts = np.where(counts > 0, parts, np.nan)
+    defined = np.isfinite(parts)
+    total = np.where(defined, parts, 0.0).sum(axis=-1)
+    n = defined.sum(axis=-1)
+    return np.divide(total, n, out=np.full(np.shape(total), np.nan), where=n > 0)
 
 
-def headline(frame: pd.DataFrame) -> float:
-    """The headline score of one per-condition frame (rows: test conditions)."""
+def headline(frame: pd.DataFrame, reference: str = BASE) -> float:
+    """The headline score of one per-condition frame (rows: test conditions) against `reference`
+    (BASE: the mean baseline; FLOOR: "no change")."""
     names = headline_metrics(frame)
-    if not names or frame.empty:
+    if not names or frame.empty or not all(m + reference in frame for m in names):
         return float("nan")
-    counts, scores, floors = _drug_sums(frame, names)
-    return float(_from_sums(counts.sum(), scores.sum(axis=0), floors.sum(axis=0), names))
+    counts, scores, refs = _drug_sums(frame, names, reference)
+    return float(_from_sums(counts.sum(axis=0), scores.sum(axis=0), refs.sum(axis=0), names))
+
+
+def headline_vs_control(frame: pd.DataFrame) -> float:
+    """The headline with "no change" (the real controls) as its 0."""
+    return headline(frame, FLOOR)
 
 
 def _resampled(frame: pd.DataFrame, names: list[str], draws: np.ndarray) -> np.ndarray:
     """Headline of each bootstrap draw of drugs (`draws`: (B, drugs) indices into the sorted drugs)."""
-    counts, scores, floors = _drug_sums(frame, names)
-    return _from_sums(counts[draws].sum(axis=1), scores[draws].sum(axis=1), floors[draws].sum(axis=1), names)
+    counts, scores, refs = _drug_sums(frame, names, BASE)
+    return _from_sums(counts[draws].sum(axis=1), scores[draws].sum(axis=1), refs[draws].sum(axis=1), names)
 
 
 def _draws(n_drugs: int, seed: int = 0) -> np.ndarray:
@@ -83,8 +102,8 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict:
     names = [m for m in headline_metrics(a) if m in b]
     keys = ["cell_type", DRUG, "dose"]
     merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
-    fa = merged[keys + [f"{m}{s}_a" for m in names for s in ("", "_floor")]].rename(columns=lambda c: c.removesuffix("_a"))
-    fb = merged[keys + [f"{m}{s}_b" for m in names for s in ("", "_floor")]].rename(columns=lambda c: c.removesuffix("_b"))
+    fa = merged[keys + [f"{m}{s}_a" for m in names for s in ("", BASE)]].rename(columns=lambda c: c.removesuffix("_a"))
+    fb = merged[keys + [f"{m}{s}_b" for m in names for s in ("", BASE)]].rename(columns=lambda c: c.removesuffix("_b"))
     drugs = sorted(merged[DRUG].unique())
     out = {"drugs": len(drugs), "difference": headline(fa) - headline(fb)}
     if len(drugs) < 2:

@@ -157,11 +157,14 @@ def failure_lines(board: Board) -> list[str]:
 
 
 HEADLINE_NOTE = (
-    "Headline: the mean of four calibrated scores (0 = the real control cells as the prediction, 1 = a "
-    "perfect prediction; below 0 = worse than no change): mean change on the top-50 DE genes "
-    "(`delta_DE50`), DE-gene recovery (`overlap_at_N`), distribution distance (`energy_DE50`) and "
-    "discrimination among the split's conditions (`discrimination_score_l1`), each counted at no less "
-    "than -1 in the mean. Validation-selected epoch, "
+    "Headline: 0 = the mean baseline (`train_mean`: the training drugs' mean change per cell type and "
+    "dose), 1 = a perfect prediction, below 0 = worse than the mean baseline. It is the mean of four "
+    "calibrated scores: mean change on the condition's DE genes (`delta_DE50`), DE-gene recovery from "
+    "the predicted change (`de_recall`), an unbiased energy distance on the DE genes (`energy_DE50`) "
+    "and discrimination among the split's conditions (`discrimination_score_l1`), each a ratio of means "
+    "over the conditions where it is defined (DE-set scores skip conditions without a significant true "
+    "DE gene, scored instead by `activity_auroc`) and counted at no less than -1. `vs no change`: the "
+    "same score with the real controls as 0. Validation-selected epoch, "
     "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over held-out drugs. "
     "`replicate` is a reference, not a method: half of the true cells predicting the other half."
 )

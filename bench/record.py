@@ -24,7 +24,8 @@ STATUSES = (OK, FAILED, SKIPPED)
 TEST_SELECTED, VAL_SELECTED = "test_selected", "val_selected"
 SELECTIONS = (TEST_SELECTED, VAL_SELECTED)
 EPOCH_KEY = {TEST_SELECTED: "best_test_epoch", VAL_SELECTED: "val_epoch"}  # the record key of each selection's epoch
-HEADLINE_COLUMNS = ("headline", "headline_low", "headline_high")
+HEADLINE_COLUMNS = ("headline", "headline_low", "headline_high", "headline_vs_control")
+ACTIVE = "active"  # per-condition column: the truth has a significant DE gene
 
 NORM_SUFFIX = "_norm"
 REPLICATE_SUFFIX = "_replicate"
@@ -32,7 +33,7 @@ REPLICATE_NORM_SUFFIX = REPLICATE_SUFFIX + NORM_SUFFIX
 
 
 def norm_column(metric: str) -> str:
-    """The column of a metric's calibrated score (0 = the real controls, 1 = its best value)."""
+    """The column of a metric's calibrated score (0 = the mean baseline, 1 = its best value)."""
     return metric + NORM_SUFFIX
 
 

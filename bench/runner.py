@@ -35,7 +35,7 @@ from bench.epochs import EpochLog, FitOutcome, Kept, epoch_channel
 from bench.errors import DataUnsuitable
 from bench.evaluation import Evaluator, calibrated, input_size_of
 from bench.executors import automatic_workers, local_executor
-from bench.headline import headline, interval
+from bench.headline import headline, headline_vs_control, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from bench.predictions import NO_EPOCH, PREDICTIONS_FILE, predictions_adata, write_predictions
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
@@ -101,10 +101,11 @@ class Sweep:
         if self._evaluators is None:
             obs, control = self.bench.sc.obs, self.split.control
             val_conditions = self.split.conditions(obs, VAL)
-            size = input_size_of(self.bench.sc, self.split.conditions(obs, TRAIN), control)  # training cells only
+            training = self.split.conditions(obs, TRAIN)
+            size = input_size_of(self.bench.sc, training, control)  # training cells only
             self._evaluators = (
-                Evaluator(self.bench.sc, self.split.conditions(obs, TEST), control, input_size=size),
-                Evaluator(self.bench.sc, val_conditions, control, input_size=size) if val_conditions else None,
+                Evaluator(self.bench.sc, self.split.conditions(obs, TEST), control, input_size=size, training=training),
+                Evaluator(self.bench.sc, val_conditions, control, input_size=size, training=training) if val_conditions else None,
             )
         return self._evaluators
 
@@ -265,7 +266,7 @@ def _scores(fit: FitOutcome, trained: bool) -> Scores:
         selections[label].update({norm_column(replicate_column(m)): calibrated(sel.assign(**{m: sel[replicate_column(m)]}), m)
                                   for m in metric_names if sel[replicate_column(m)].notna().any()})
         low, high = interval(sel)
-        selections[label].update(zip(HEADLINE_COLUMNS, (headline(sel), low, high)))
+        selections[label].update(zip(HEADLINE_COLUMNS, (headline(sel), low, high, headline_vs_control(sel))))
     scores = Scores(selections, fit_seconds=float(fit.fit_seconds), eval_seconds=fit.eval_seconds,
                     stopped_early_at=fit.stopped_early_at)
     if trained:  # else the epochs and seconds per epoch stay None

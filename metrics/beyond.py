@@ -3,10 +3,14 @@
 - `delta*`: Pearson r of predicted vs true mean change from the real control mean of the cell type
   (the same real control on both sides), on all genes / top-50 / top-10 DE genes.
 - `cov*`: two-sided coverage, the reverse of `dis`: mean over predicted cells of the best Pearson r
-  with any true cell, so returning real but wrong cells cannot score well on one side only.
-- `energy_DE50`: energy distance between predicted and true cells on the condition's top-50 DE
-  genes (lower is better; 0 when the two distributions agree).
-- `de_overlap` / `de_sign`: agreement of the predicted change with the true DE genes.
+  with any true cell (improper: a smooth mean can beat real cells, docs/metrics.md).
+- `energy_DE50`: energy distance between predicted and true cells on the condition's DE genes
+  (unbiased U-statistic: 0 in expectation when the two distributions agree, whatever the set sizes).
+- `de_recall` / `de_sign`: recovery of the true DE genes from the predicted mean change alone, so a
+  shift, sampled cells and real cells with the same mean change score alike.
+
+Every DE-set metric is undefined (NaN) on a condition whose truth has no significant DE gene: there
+is nothing to recover, and such conditions are scored by `activity_auroc` instead (metrics/peer.py).
 """
 
 from __future__ import annotations
@@ -14,18 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.correlation import CHUNK_BYTES, condition_matches, pearson
-from metrics.de import welch_t
+from metrics.de import mean_change, standardized_change
 from metrics.registry import ConditionData, register_gene_set_family, register_metric
 
 TOP_DE = 50
-NO_CHANGE = 1e-6  # relative size of a mean change indistinguishable from float32 rounding
-
-
-def mean_change(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Per-gene mean of `cells` minus `base` (float64); changes within rounding of `base` are 0,
-    so the real controls predict exactly no change whatever the float type they arrive in."""
-    change = cells.mean(axis=0, dtype=np.float64) - base
-    return np.where(np.abs(change) > NO_CHANGE * (1.0 + np.abs(base)), change, 0.0)
 
 
 @register_gene_set_family("delta", 1.0, "Pearson r of predicted vs true mean change from the real control mean",
@@ -35,13 +31,13 @@ def delta_pearson(data: ConditionData) -> float:
     return pearson(mean_change(data.true, base), mean_change(data.pred, base))
 
 
-@register_gene_set_family("cov", 1.0, "mean over predicted cells of the best Pearson r with any true cell")
+@register_gene_set_family("cov", 1.0, "mean over predicted cells of the best Pearson r with any true cell (improper)")
 def coverage(data: ConditionData) -> float:
     return float(condition_matches(data)[1].mean())
 
 
-def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean Euclidean distance over all pairs (rows of a, rows of b), via matrix products in row
+def pairwise_distance_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of Euclidean distances over all pairs (rows of a, rows of b), via matrix products in row
     chunks so memory stays bounded (the real controls as a prediction are thousands of cells)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
@@ -53,31 +49,61 @@ def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
         block = a[start : start + rows]
         sq = (block * block).sum(1)[:, None] + b_sq - 2.0 * block @ bt
         total += np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq).sum()
-    return float(total / (len(a) * len(b)))
+    return float(total)
+
+
+def mean_pairwise_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Euclidean distance over all pairs (rows of a, rows of b)."""
+    return pairwise_distance_sum(a, b) / max(1, len(a) * len(b))
+
+
+def within_distance(a: np.ndarray) -> float:
+    """Mean Euclidean distance over pairs of distinct rows of `a` (0 for fewer than two rows): the
+    unbiased estimate of E|X - X'|, without the zero diagonal a V-statistic counts."""
+    n = len(a)
+    return pairwise_distance_sum(a, a) / (n * (n - 1)) if n > 1 else 0.0
 
 
 def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between two sets of rows (V-statistic)."""
-    return max(0.0, 2.0 * mean_pairwise_distance(a, b) - mean_pairwise_distance(a, a) - mean_pairwise_distance(b, b))
+    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| between two sets of rows as an unbiased
+    U-statistic: its expectation is 0 when both sets come from one distribution, whatever their
+    sizes (a V-statistic adds E|X-X'|/n), so it can be slightly negative."""
+    return 2.0 * mean_pairwise_distance(a, b) - within_distance(a) - within_distance(b)
 
 
-@register_metric("energy_DE50", 0.0, "energy distance between predicted and true cells on the top-50 DE genes", higher_is_better=False)
+@register_metric("energy_DE50", 0.0, "energy distance (U-statistic) between predicted and true cells on the top-50 DE genes",
+                 higher_is_better=False)
 def energy_de50(data: ConditionData) -> float:
+    if len(data.de) == 0:
+        return float("nan")
     top = data.subset(TOP_DE)
     return energy_distance(top.true, top.pred)
 
 
-@register_metric("de_overlap", 1.0, "share of the top-50 true DE genes among the top-50 DE genes of the prediction")
-def de_overlap(data: ConditionData) -> float:
-    """Both lists ranked the same way: |Welch t| of the cells against the real controls. A prediction
-    with no change ties every gene: its top 50 is then a random draw, scored at its expected overlap
-    (50 / genes, the chance level)."""
-    t = np.abs(welch_t(data.pred, data.control, data.control_mean_var()))
-    top_true = data.genes(TOP_DE)
-    if t.max(initial=0.0) < 1e-9:
-        return min(TOP_DE, t.size) / max(1, t.size) if len(top_true) else 0.0
-    top_pred = np.argsort(-t, kind="stable")[:TOP_DE]
-    return len(np.intersect1d(top_pred, top_true)) / max(1, len(top_true))
+def expected_recall(called: np.ndarray, true: np.ndarray, n_genes: int, k: int) -> float:
+    """Expected share of the `true` genes among a top-`k` list that holds the `called` genes (best
+    first) and, when fewer than `k` are called, a random draw of the uncalled genes for the rest (ties
+    of "no change" are a coin flip, never a gain or a loss)."""
+    picked = called[:k]
+    hits = len(np.intersect1d(picked, true))
+    rest = k - len(picked)
+    if rest > 0:
+        hits += rest * (len(true) - hits) / max(1, n_genes - len(picked))
+    return hits / max(1, len(true))
+
+
+@register_metric("de_recall", 1.0, "share of the N significant true DE genes among the N genes of largest predicted standardised mean change",
+                 whole_set=True)
+def de_recall(data: ConditionData) -> float:
+    """The predicted genes are ranked by |mean change| over the controls' sd (`standardized_change`),
+    which depends on the predicted mean alone: a shift, sampled cells and real cells with the same
+    mean change get the same ranking. Genes with no predicted change are not called."""
+    if len(data.de) == 0:
+        return float("nan")
+    change = standardized_change(data.pred.mean(axis=0, dtype=np.float64), data.control_mean_var())
+    moved = np.flatnonzero(change)
+    called = moved[np.argsort(-np.abs(change[moved]), kind="stable")]
+    return expected_recall(called, data.de, change.size, len(data.de))
 
 
 @register_metric("de_sign", 1.0, "share of the top-50 DE genes whose predicted change has the true sign (no change: 1/2)",
@@ -85,11 +111,10 @@ def de_overlap(data: ConditionData) -> float:
 def de_sign(data: ConditionData) -> float:
     """1 per gene whose predicted change has the true sign, 0 for the opposite sign, 1/2 for no
     predicted change (a coin flip's expectation): "no change" scores the chance level 0.5."""
+    if len(data.de) == 0:
+        return float("nan")
     top = data.subset(TOP_DE)
     base = top.control_mean_var()[0]
     true_sign, pred_sign = np.sign(mean_change(top.true, base)), np.sign(mean_change(top.pred, base))
-    changed = true_sign != 0
-    if not changed.any():
-        return 0.5
     agree = np.where(pred_sign == 0, 0.5, (pred_sign == true_sign).astype(float))
-    return float(agree[changed].mean())
+    return float(agree.mean())

@@ -14,6 +14,8 @@ import scipy.sparse as sp
 
 from bench.schema import CONTROL, RowIndex
 
+NO_CHANGE = 1e-6  # relative size of a mean change indistinguishable from float32 rounding
+
 
 def mean_var(x) -> tuple[np.ndarray, np.ndarray]:
     """Per-gene mean and unbiased variance of a dense or CSR matrix, in float64."""
@@ -43,6 +45,30 @@ def welch_t(x_group, x_ref, ref_stats: tuple[np.ndarray, np.ndarray] | None = No
 def rank_by_abs_t(x_group, x_ref, ref_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Gene indices ordered by decreasing |Welch t| (stable for ties; `ref_stats` as in `welch_t`)."""
     return np.argsort(-np.abs(welch_t(x_group, x_ref, ref_stats)), kind="stable")
+
+
+def mean_change(cells: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-gene mean of `cells` minus `base` (float64); changes within rounding of `base` are 0,
+    so the real controls predict exactly no change whatever the float type they arrive in."""
+    change = cells.mean(axis=0, dtype=np.float64) - base
+    return np.where(np.abs(change) > NO_CHANGE * (1.0 + np.abs(base)), change, 0.0)
+
+
+def standardized_change(mean: np.ndarray, control_stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per-gene change of a mean from the control mean in units of the controls' standard deviation:
+    what a prediction's DE ranking rests on, so that a shift, sampled cells and real cells with the
+    same mean change rank genes alike. +-inf where the controls are constant and the mean moved."""
+    base, var = control_stats
+    diff = np.asarray(mean, dtype=np.float64) - base
+    sd = np.sqrt(var)
+    moved = np.abs(diff) > NO_CHANGE * (1.0 + np.abs(base))
+    out = np.where(moved, np.copysign(np.inf, diff), 0.0)
+    return np.divide(diff, sd, out=out, where=moved & (sd > 0))
+
+
+def by_change(genes: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """`genes` ordered by decreasing |change| (ties in gene order)."""
+    return genes[np.argsort(-np.abs(change[genes]), kind="stable")]
 
 
 def de_key(cell_type: str, drug: str) -> str:

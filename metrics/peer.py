@@ -5,7 +5,11 @@ centroid accuracy, so bench scores can be read next to theirs (docs/metrics.md, 
   `mse_delta`, `mae_delta`: the same on mean changes from the real control mean.
 - `overlap_at_N`, `overlap_at_50`, `precision_at_50`, `de_direction_match`: agreement of the
   Wilcoxon DE genes of the prediction with those of the truth, both against the real controls
-  (`metrics.wilcoxon`).
+  (`metrics.wilcoxon`); NaN on inert conditions (no significant true gene). The predicted side's test
+  depends on the output's form (a shift of the controls is called far more often than sampled cells
+  with the same mean), so the headline recovers DE genes with `de_recall` instead.
+- `activity_auroc` (split-level): does the predicted effect size tell the conditions with an
+  effect from the inert ones? (Where the inert conditions are scored.)
 - `discrimination_score_l1` and `centroid_accuracy` (split-level): how well a condition's prediction
   singles out its own truth among the truths of the other conditions of its cell type.
 - `pearson_edistance` (split-level, one value): do the predicted effect sizes (energy distance to
@@ -19,14 +23,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from metrics.beyond import mean_pairwise_distance
+from metrics.beyond import mean_pairwise_distance, within_distance
 from metrics.correlation import pearson
 from metrics.registry import ConditionData, SplitData, register_metric, register_split_metric
 from metrics.wilcoxon import DEResult, differential_expression
 
 TOP_DE = 50
 CHANCE_RANK = 0.5  # expected score of a random ranking of the conditions (discrimination, centroids)
-NOTHING_TO_MATCH = 1.0  # de_direction_match where the truth has no significant gene (every prediction)
 
 
 def pseudobulk_errors(data: ConditionData) -> tuple[np.ndarray, np.ndarray]:
@@ -55,10 +58,13 @@ register_errors("mse_delta", "mean squared error of the predicted vs true mean c
 register_errors("mae_delta", "mean absolute error of the predicted vs true mean change from the real control mean", True, np.abs)
 
 
+DE_MEMO = ("peer", "wilcoxon")  # where a condition's Wilcoxon DE result is kept (truth side: bench.evaluation.truth)
+
+
 def de_pair(data: ConditionData) -> tuple[DEResult, DEResult]:
     """(true, predicted) Wilcoxon DE against the real controls; the true side once per condition."""
-    true = data.truth_cached(("peer", "wilcoxon"), lambda: differential_expression(data.true, data.control))
-    pred = data.cached(("peer", "wilcoxon"), lambda: differential_expression(data.pred, data.control))
+    true = data.truth_cached(DE_MEMO, lambda: differential_expression(data.true, data.control))
+    pred = data.cached(DE_MEMO, lambda: differential_expression(data.pred, data.control))
     return true, pred
 
 
@@ -68,15 +74,14 @@ def top_overlap(true: np.ndarray, pred: np.ndarray, k: int) -> float:
 
 
 def recovered(true: DEResult, pred: DEResult, k: int) -> float:
-    """`top_overlap` of the first `k` genes; where the truth has no significant gene (cell-eval:
-    0 for any prediction) 1 when the prediction calls none either and 0 when it calls some, so
-    calling genes for an inert drug costs and a perfect prediction can reach 1 on every condition."""
+    """`top_overlap` of the first `k` genes; NaN where the truth has no significant gene (an inert
+    condition has nothing to recover: it is scored by `activity_auroc`, never as a hit or a miss)."""
     if len(true.ranked) == 0:
-        return float(len(pred.ranked) == 0)
+        return float("nan")
     return top_overlap(true.ranked, pred.ranked, k)
 
 
-@register_metric("overlap_at_N", 1.0, "share of the N significant true DE genes among the top-N predicted DE genes (Wilcoxon, FDR < 0.05, by |log2 FC|)")
+@register_metric("overlap_at_N", 1.0, "share of the N significant true DE genes among the top-N predicted DE genes (Wilcoxon on the predicted cells, FDR < 0.05, by |log2 FC|)")
 def overlap_at_n(data: ConditionData) -> float:
     true, pred = de_pair(data)
     return recovered(true, pred, len(true.ranked))
@@ -91,18 +96,19 @@ def overlap_at_50(data: ConditionData) -> float:
 @register_metric("precision_at_50", 1.0, "share of the top-50 significant predicted DE genes among the top-50 true ones (fewer when fewer are predicted)")
 def precision_at_50(data: ConditionData) -> float:
     true, pred = de_pair(data)
+    if len(true.ranked) == 0:
+        return float("nan")
     return top_overlap(true.ranked, pred.ranked, min(TOP_DE, len(pred.ranked)))
 
 
 @register_metric("de_direction_match", 1.0, "share of the significant true DE genes whose predicted log2 fold change has the true sign")
 def de_direction_match(data: ConditionData) -> float:
     """A predicted fold change of exactly 0 counts as a miss (as cell-eval), so "no change" can
-    score below 1/2 and no chance level is claimed. Where the truth has no significant gene (cell-eval
-    reports nothing) every prediction, the controls included, scores 1: nothing to get wrong, and no
-    weight in a calibrated aggregate (floor = best)."""
+    score below 1/2 and no chance level is claimed. NaN where the truth has no significant gene
+    (cell-eval reports nothing there either)."""
     true, pred = de_pair(data)
     if len(true.ranked) == 0:
-        return NOTHING_TO_MATCH
+        return float("nan")
     genes = true.ranked
     return float(np.mean(np.sign(true.lfc[genes]) == np.sign(pred.lfc[genes])))
 
@@ -160,20 +166,55 @@ def control_subset(control: np.ndarray) -> np.ndarray:
 @register_split_metric("pearson_edistance", 1.0, "Pearson r, across the split's conditions, of the predicted vs true energy distance of each condition to the controls")
 def pearson_edistance(split: SplitData) -> np.ndarray:
     """One number for the whole split (cell-eval's definition, on all genes, Euclidean), broadcast
-    to every row. The controls' self term is computed once per cell type and the true side once per
-    condition; against a fixed subset of at most EDISTANCE_CONTROLS controls."""
+    to every row; energy distances as unbiased U-statistics (a V-statistic's bias E|X-X'|/n would
+    track set sizes, and set sizes track toxicity). The controls' self term is computed once per cell
+    type and the true side once per condition; against a fixed subset of at most EDISTANCE_CONTROLS
+    controls."""
     self_terms: dict[int, tuple[np.ndarray, float]] = {}
     true_d, pred_d = [], []
     for data in split.conditions:
         key = id(data.control)
         if key not in self_terms:
             ctrl = control_subset(data.control)
-            self_terms[key] = (ctrl, mean_pairwise_distance(ctrl, ctrl))
+            self_terms[key] = (ctrl, within_distance(ctrl))
         ctrl, sigma = self_terms[key]
 
         def edist(cells: np.ndarray) -> float:
-            return 2.0 * mean_pairwise_distance(cells, ctrl) - mean_pairwise_distance(cells, cells) - sigma
+            return 2.0 * mean_pairwise_distance(cells, ctrl) - within_distance(cells) - sigma
 
         true_d.append(data.truth_cached(("peer", "edistance"), lambda: edist(data.true)))
         pred_d.append(edist(data.pred))
     return np.full(len(split.conditions), pearson(np.array(true_d), np.array(pred_d)))
+
+
+def is_active(data: ConditionData) -> bool:
+    """Whether the condition's truth has at least one significant DE gene (Wilcoxon, FDR < 0.05)."""
+    return bool(len(de_pair(data)[0].ranked))
+
+
+def activity_ranks(effect: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Each condition's share in the AUROC of `effect` for active vs inert conditions: for an active
+    one, the share of inert conditions with a smaller predicted effect; for an inert one, the share
+    of active conditions with a larger one (ties count half). Their mean over either group, and so
+    over all conditions, is the AUROC (1/2 for a constant effect). NaN when one group is empty."""
+    if active.all() or not active.any():
+        return np.full(len(effect), np.nan)
+    on, off = effect[active], effect[~active]
+    out = np.empty(len(effect))
+    out[active] = ((on[:, None] > off[None, :]) + 0.5 * (on[:, None] == off[None, :])).mean(axis=1)
+    out[~active] = ((on[None, :] > off[:, None]) + 0.5 * (on[None, :] == off[:, None])).mean(axis=1)
+    return out
+
+
+@register_split_metric("activity_auroc", 1.0, "AUROC, per cell type, of the predicted size of the mean change for conditions with vs without significant true DE genes",
+                       chance=CHANCE_RANK, whole_set=True)
+def activity_auroc(split: SplitData) -> np.ndarray:
+    """Telling active from inert conditions, scored once here (the DE-recovery metrics skip inert
+    conditions). The predicted effect is the Euclidean norm of the predicted mean change."""
+    effect = np.linalg.norm(split.pred_deltas, axis=1)
+    active = np.array([is_active(data) for data in split.conditions])
+    out = np.empty(len(effect))
+    for ct in np.unique(split.cell_types):
+        rows = np.flatnonzero(split.cell_types == ct)
+        out[rows] = activity_ranks(effect[rows], active[rows])
+    return out

@@ -18,7 +18,8 @@ class ConditionData:
     """Everything a metric sees for one test condition, as dense float arrays over one gene order.
 
     true: (n, g) real treated cells; pred: (m, g) predicted cells; control: (c, g) real control
-    cells of the same cell type; de: gene indices ranked by differential expression (best first);
+    cells of the same cell type; de: the condition's significant DE gene indices, best first (empty
+    for an inert condition: DE-set metrics are then NaN);
     control_stats: per-gene (mean, unbiased variance) of `control`, computed once per cell type by
     the caller that scores many conditions (else on first use)."""
 
@@ -162,6 +163,8 @@ def register_gene_set_family(base: str, best: float, description: str, higher_is
             where = "all genes" if top is None else f"the top-{top} DE genes"
 
             def metric(data: ConditionData, _top=top) -> float:
+                if _top is not None and len(data.de) == 0:
+                    return float("nan")  # no significant DE gene: nothing to score on (docs/metrics.md)
                 return fn(data.subset(_top))
 
             register_metric(base + suffix, best, f"{description} ({where})", higher_is_better, family=base,

@@ -6,7 +6,9 @@ cell line that measured it), mapped by a learned linear projection. Training dru
 projection; an unseen drug is represented by the same projection of its own bulk signature, never
 by an untrained vector. A drug without bulk profiles gets a zero signature, i.e. no information.
 Prediction is counterfactual: encode the cell type's control cells under the control condition,
-decode their latent means under the target condition.
+decode their latent means under the target condition, and draw each cell from the decoder's Gaussian
+(its learned per-gene sd), as every generative predictor returns cells drawn from its model
+(`sample=False`: the decoder means).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
-from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, row_chunks
+from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, gaussian_cells, row_chunks
 from predictors.signatures import LineMatchedShifts
 
 
@@ -83,7 +85,7 @@ class CVAE(Predictor):
     trainable = True
     needs = ("bulk",)
     defaults = {"epochs": 30, "n_latent": 32, "n_hidden": 256, "n_layers": 2, "n_drug": 32, "batch_size": 256,
-                "lr": 1e-3, "beta": 1.0}
+                "lr": 1e-3, "beta": 1.0, "sample": True}
     search_space = {"lr": [1e-3, 3e-4], "beta": [1.0, 0.1]}
 
     def fit(self, task: Task) -> None:
@@ -132,8 +134,9 @@ class CVAE(Predictor):
 
     def predict_many(self, conditions: Iterable[Condition], controls: Callable[[str], np.ndarray]) -> dict[Condition, np.ndarray]:
         """Encode each cell type's control cells once as controls, then decode their latent means
-        under many conditions in one pass."""
-        out: dict[Condition, np.ndarray] = {}
+        under many conditions in one pass; cells drawn from the decoder's Gaussian (seeded by the
+        predictor seed and the condition) unless `sample` is off."""
+        means: dict[Condition, np.ndarray] = {}
         with torch.no_grad():
             for ct, conds in by_cell_type(conditions).items():
                 x = np.asarray(controls(ct), dtype=np.float32)
@@ -144,5 +147,6 @@ class CVAE(Predictor):
                     drugs, doses = np.repeat([c.drug for c in chunk], n), np.repeat([c.dose for c in chunk], n)
                     after = self._conditions(drugs, np.full(len(drugs), ct), doses)
                     pred = self.model.decode(mu.repeat(len(chunk), 1), self.model.condition(*after))
-                    out.update(zip(chunk, pred.view(len(chunk), n, -1).numpy().astype(np.float32)))
-        return out
+                    means.update(zip(chunk, pred.view(len(chunk), n, -1).numpy().astype(np.float32)))
+        sd = self.model.log_sigma.detach().exp().numpy().astype(np.float32)
+        return gaussian_cells({c: (m, sd) for c, m in means.items()}, self.seed, bool(self.config["sample"]))

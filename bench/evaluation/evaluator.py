@@ -14,10 +14,12 @@ from bench.evaluation.references import References
 from bench.evaluation.sampling import Sampling, reference_input_size
 from bench.evaluation.scoring import collect, raw_scores, validated
 from bench.evaluation.truth import Truth
-from bench.record import norm_column, replicate_column
-from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition
+from bench.record import ACTIVE, norm_column, replicate_column
+from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG, Condition, RowIndex, conditions_of
 from metrics import Metric, get_metrics
-from metrics.calibration import calibrate
+from metrics.calibration import BASE, FLOOR, calibrate
+from predictors.base import dense
+from predictors.floors import mean_shifts, shifted
 
 
 class Evaluator:
@@ -25,7 +27,10 @@ class Evaluator:
     so a predictor can be scored at every epoch without touching the data again."""
 
     def __init__(self, adata: ad.AnnData, conditions: Iterable[Condition], control: str = CONTROL,
-                 metrics: list[Metric] | None = None, subset_controls: bool = True, input_size: int | None = None):
+                 metrics: list[Metric] | None = None, subset_controls: bool = True, input_size: int | None = None,
+                 training: Iterable[Condition] | None = None):
+        """`training`: the conditions the mean baseline averages (default: every treated condition of
+        `adata` that is not scored); with none, the baseline is the controls ("no change")."""
         self.control = control
         self.metrics = metrics or get_metrics()
         self.truth = Truth(adata, conditions, control)
@@ -36,7 +41,19 @@ class Evaluator:
         size = input_size or reference_input_size(adata, self.conditions, control) or max(len(c) for c in self._controls.values())
         self.sampling = Sampling(self.truth, size, subset_controls)
         self.input_size = self.sampling.input_size
-        self.references = References(self.truth, self.sampling)
+        self.references = References(self.truth, self.sampling, self._baseline(adata, training))
+
+    def _baseline(self, adata: ad.AnnData, training: Iterable[Condition] | None) -> dict[Condition, np.ndarray] | None:
+        """The mean baseline's scored set per condition: exactly what `train_mean` returns when fitted
+        on `training` (clipped and capped as every prediction is); None without training conditions."""
+        known = set(conditions_of(adata.obs, None, self.control)) - set(self.conditions) if training is None else set(training)
+        if not known:
+            return None
+        index = RowIndex(adata.obs)
+        shifts = mean_shifts(known, lambda ct, drug, dose: dense(adata.X[index.rows(ct, drug, dose)]),
+                             lambda ct: dense(adata.X[index.rows(ct, self.control)]))
+        return {c: self.sampling.cap(c, validated(self.truth, c, shifted(shifts, c, self.controls_for(c))))
+                for c in self.conditions}
 
     def controls_for(self, condition: Condition) -> np.ndarray:
         """A copy of the control cells a predictor transforms for `condition` (and the floor uses)."""
@@ -72,8 +89,10 @@ class Evaluator:
 
     def score(self, predictions: dict[Condition, np.ndarray], metrics: list[str] | None = None,
               replicate: bool = True, counts: dict[Condition, int] | None = None) -> pd.DataFrame:
-        """One row per condition: cell_type, drug, dose, n_true, n_pred, each metric (all registered,
-        or those named), then per metric its floor, the calibrated `<metric>_norm` and (with
+        """One row per condition: cell_type, drug, dose, n_true, n_pred, active (the truth has a
+        significant DE gene), each metric (all registered, or those named), then per metric the raw
+        scores of the control floor (`_floor`) and the mean baseline (`_base`), the score calibrated
+        against the baseline `<metric>_norm` and (with
         `replicate`) the replicate reference `<metric>_replicate`. Predictions of any size are sampled
         to the truth's size for the metrics that depend on set size; `whole_set` metrics see every
         predicted cell (at most `input_size` when controls are subset: `cap`). `counts` gives the
@@ -87,18 +106,20 @@ class Evaluator:
             sizes[c] = counts[c] if counts is not None else len(pred)
             sets[c] = self.sampling.cap(c, pred)
         raw = self._raw(sets, chosen)
-        floor = self.references.floor(chosen)
+        floor, base = self.references.floor(chosen), self.references.baseline(chosen)
         columns: dict[str, object] = {
             CELL_TYPE: [c.cell_type for c in self.conditions],
             DRUG: [c.drug for c in self.conditions],
             DOSE: [c.dose for c in self.conditions],
             "n_true": [len(self.truth.cells[c]) for c in self.conditions],
             "n_pred": [sizes[c] for c in self.conditions],
+            ACTIVE: [self.truth.active(c) for c in self.conditions],
         }
         ref = self.references.replicate(chosen) if replicate else None
         for m in chosen:
-            score, base = raw[m.name].to_numpy(), floor[m.name].to_numpy()
-            columns.update({m.name: score, f"{m.name}_floor": base, norm_column(m.name): calibrate(score, base, m.best)})
+            score, zero = raw[m.name].to_numpy(), base[m.name].to_numpy()
+            columns.update({m.name: score, m.name + FLOOR: floor[m.name].to_numpy(), m.name + BASE: zero,
+                            norm_column(m.name): calibrate(score, zero, m.best)})
             if ref is not None:
                 columns[replicate_column(m.name)] = ref[m.name].to_numpy()
         return pd.DataFrame(columns)

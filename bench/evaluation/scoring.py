@@ -19,14 +19,16 @@ PREDICTION_BATCH_BYTES = 1 << 30
 
 
 def validated(real: Truth, cond: Condition, pred) -> np.ndarray:
-    """`pred` as float32 cells over the truth's genes, or a one-line error for a malformed set."""
+    """`pred` as float32 cells over the truth's genes, or a one-line error for a malformed set. The
+    one output policy: where the data hold no negative value (log-normalised expression), every
+    predicted set is clipped at 0, whichever predictor made it (docs/baselines.md)."""
     pred = np.asarray(pred, dtype=np.float32)
     genes = real.cells[cond].shape[1]
     if pred.ndim != 2 or pred.shape[1] != genes or pred.shape[0] == 0:
         raise BenchError(f"prediction for {cond.key} has shape {pred.shape}: expected (n_cells>0, {genes})")
     if not np.isfinite(pred.sum(dtype=np.float64)):
         raise BenchError(f"prediction for {cond.key} contains NaN or infinite values")
-    return pred
+    return np.maximum(pred, 0.0) if real.non_negative else pred
 
 
 def collect(real: Truth, sampling: Sampling, predict_many: Callable, conditions: list[Condition]) -> tuple[dict, dict]:

@@ -1,5 +1,5 @@
 """The real cells a prediction is scored against: the true cells of each scored condition, each
-cell type's controls with their per-gene statistics, and the DE genes of each (cell type, drug)."""
+cell type's controls with their per-gene statistics, and each condition's DE genes."""
 
 from __future__ import annotations
 
@@ -9,26 +9,20 @@ import anndata as ad
 import numpy as np
 
 from bench.errors import BenchError
-from bench.schema import CONTROL, DE_UNS_KEY, Condition, RowIndex
-from metrics.de import de_key, mean_var, rank_de_genes
+from bench.schema import CONTROL, Condition, RowIndex
+from metrics.de import by_change, mean_var, standardized_change
+from metrics.peer import DE_MEMO
+from metrics.wilcoxon import DEResult, differential_expression
 from predictors.base import dense
 
 
-def de_lists(adata: ad.AnnData, pairs: set[tuple[str, str]], control: str = CONTROL,
-             index: RowIndex | None = None) -> dict[str, np.ndarray]:
-    """Ranked DE gene indices per (cell type, drug): from `uns['bench_de']` when given, else ranked
-    by |Welch t| of treated vs control cells on the data itself (`index`: adata's rows, grouped)."""
-    given = adata.uns.get(DE_UNS_KEY)
-    if given is None:
-        return rank_de_genes(adata, control, pairs, index)
-    pos = {g: i for i, g in enumerate(adata.var_names)}
-    out = {}
-    for ct, drug in pairs:
-        key = de_key(ct, drug)
-        if key not in given:
-            raise BenchError(f"uns['{DE_UNS_KEY}'] has no DE list for '{key}'")
-        out[key] = np.array([pos[g] for g in given[key] if g in pos], dtype=int)
-    return out
+def de_genes(true: np.ndarray, control: np.ndarray, control_stats: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, DEResult]:
+    """A condition's DE genes: those significant in a Wilcoxon test of its true cells against the
+    controls (Benjamini-Hochberg FDR < 0.05, `metrics.wilcoxon`), ranked by decreasing |standardised
+    mean change| (empty for an inert condition); with the test's result, which the DE metrics share."""
+    tested = differential_expression(true, control)
+    change = standardized_change(true.mean(axis=0, dtype=np.float64), control_stats)
+    return by_change(np.sort(tested.ranked), change), tested
 
 
 class Truth:
@@ -52,10 +46,19 @@ class Truth:
             if rows.size == 0:
                 raise BenchError(f"no true cells for condition {c.key}")
             self.cells[c] = dense(adata.X[rows])
-        self.de_genes = de_lists(adata, {(c.cell_type, c.drug) for c in self.conditions}, control, index)
+        # Log-normalised data: predictions are clipped at 0 (`scoring.validated`), the same for every predictor.
+        self.non_negative = all(x.min(initial=0.0) >= 0 for x in [*self.controls.values(), *self.cells.values()])
         # Metrics' work that depends on a condition's true and control cells alone, kept across predictions.
         self.memo: dict[Condition, dict] = {c: {} for c in self.conditions}
+        self.de_genes: dict[Condition, np.ndarray] = {}
+        for c in self.conditions:
+            self.de_genes[c], self.memo[c][DE_MEMO] = de_genes(self.cells[c], self.controls[c.cell_type],
+                                                               self.control_stats[c.cell_type])
 
     def de(self, condition: Condition) -> np.ndarray:
-        """The condition's DE gene indices, best first (shared by its cell type and drug's doses)."""
-        return self.de_genes[de_key(condition.cell_type, condition.drug)]
+        """The condition's significant DE gene indices, best first (empty: an inert condition)."""
+        return self.de_genes[condition]
+
+    def active(self, condition: Condition) -> bool:
+        """Whether the condition's truth has a significant DE gene."""
+        return len(self.de_genes[condition]) > 0
