@@ -12,6 +12,7 @@ import pandas as pd
 from bench.aggregate import headline_frame, neighbour_pairs, ranking, replicate_row, split_groups, summary_frame
 from bench.board import Board, across, column_groups, higher_is_better, pooled_conditions
 from bench.record import NORM_SUFFIX, OK, TEST_SELECTED, VAL_SELECTED
+from bench.sensitivity import sensitivity_lines
 from bench.stability import detectable, headline_scores, mean_kendall_tau, verdict
 from bench.table1 import UNITS, markdown
 from metrics import METRICS
@@ -203,6 +204,7 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         "## Headline ranking", "", HEADLINE_NOTE, "", headline_table(headline_frame(board)), "",
         *significance_lines(board, pairs), "",
         "### Ranking stability", "", *(stability_lines([board], pairs) or ["Fewer than two ranked predictors."]), "",
+        *sensitivity_lines([board], "###"),
         "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
         "conditions; cells show mean ± standard deviation over seeds. **Bold** marks the best value of a",
         "column among non-reference predictors (direction from the metric registry); `(reference)` rows",
@@ -296,7 +298,7 @@ def render_pooled_page(base: str, boards: list[Board], plots: dict[str, str] | N
                for b in boards], "",
              "## Headline ranking, pooled", "", HEADLINE_NOTE, "",
              headline_table(pooled), "", *significance_lines(boards, pairs), "",
-             "## Ranking stability", "", *stability_lines(boards, pairs), ""]
+             "## Ranking stability", "", *stability_lines(boards, pairs), "", *sensitivity_lines(boards)]
     return "\n".join(parts)
 
 
