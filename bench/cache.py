@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.data.benchmark import Benchmark
 from bench.errors import BenchError
-from bench.fingerprint import adata_fingerprint, config_hash
+from bench.fingerprint import adata_fingerprint, config_hash, package_versions
 from bench.record import OK, RESULT_FILE, RunRecord, read_record
 from splits import Split
 
@@ -40,10 +40,11 @@ SCORING_VERSION = 3
 def run_key(predictor: str, options: dict, split: dict, seed: int, max_epochs: int | None, metrics: list[str],
             data: dict) -> str:
     """The cache key of one (predictor, split, seed) run: everything its numbers depend on, the
-    scoring version included."""
+    scoring version and the versions of the packages that compute it included."""
     return config_hash({
         "predictor": predictor, "options": options, "split": split, "seed": seed,
         "max_epochs": max_epochs, "metrics": sorted(metrics), "data": data, "scoring": SCORING_VERSION,
+        "versions": package_versions(),
     })
 
 

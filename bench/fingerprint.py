@@ -33,3 +33,21 @@ def adata_fingerprint(adata: ad.AnnData, length: int = 16) -> str:
         h.update(col.encode())
         h.update("\0".join(map(str, adata.obs[col].to_numpy())).encode())
     return h.hexdigest()[:length]
+
+
+COMPUTING_PACKAGES = ("bench-perturb", "numpy", "scipy", "pandas", "anndata", "torch", "scikit-learn", "cpa-tools")
+
+
+def package_versions() -> dict[str, str]:
+    """The Python version and the installed versions of the packages that compute a run: they enter
+    every run key, so a run computed under other versions is computed again."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in COMPUTING_PACKAGES:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

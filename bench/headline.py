@@ -74,54 +74,139 @@ def headline_vs_control(frame: pd.DataFrame) -> float:
     return headline(frame, FLOOR)
 
 
-def _resampled(frame: pd.DataFrame, names: list[str], draws: np.ndarray) -> np.ndarray:
-    """Headline of each bootstrap draw of drugs (`draws`: (B, drugs) indices into the sorted drugs)."""
-    counts, scores, refs = _drug_sums(frame, names, BASE)
-    return _from_sums(counts[draws].sum(axis=1), scores[draws].sum(axis=1), refs[draws].sum(axis=1), names)
+CLUSTER, RUN, SEED = "cluster", "run", "seed"  # optional per-condition columns the bootstrap reads (bench/board.py)
+KEYS = ["cell_type", DRUG, "dose"]
 
 
-def _draws(n_drugs: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n_drugs, size=(BOOTSTRAP, n_drugs))
+def clusters_of(frame: pd.DataFrame) -> pd.Series:
+    """Each row's cluster of related drugs: the `cluster` column, else the drug itself."""
+    return (frame[CLUSTER] if CLUSTER in frame else frame[DRUG]).astype(str)
+
+
+def _units(frame: pd.DataFrame, names: list[str], clusters: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What the bootstrap draws from a per-condition frame: per cluster, run and model seed, each
+    component's number of defined conditions and summed scores and mean-baseline scores ((clusters,
+    runs, seeds, 3k)), and which seeds each run holds ((runs, seeds) booleans)."""
+    score = frame[names].to_numpy(dtype=float)
+    ref = frame[[m + BASE for m in names]].to_numpy(dtype=float)
+    defined = np.isfinite(score) & np.isfinite(ref)
+    parts = np.hstack([defined, np.where(defined, score, 0.0), np.where(defined, ref, 0.0)])
+    cluster = pd.Index(clusters).get_indexer(clusters_of(frame))
+    run = frame[RUN].to_numpy(dtype=int) if RUN in frame else np.zeros(len(frame), dtype=int)
+    seed, seeds = pd.factorize(frame[SEED]) if SEED in frame else (np.zeros(len(frame), dtype=int), [0])
+    sums = np.zeros((len(clusters), run.max(initial=0) + 1, len(seeds), parts.shape[1]))
+    np.add.at(sums, (cluster, run, seed), parts)
+    present = np.zeros(sums.shape[1:3], dtype=bool)
+    present[run, seed] = True
+    return sums, present
+
+
+def _seed_weights(present: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Weights ((draws, runs, seeds)) that average each run's model seeds: equal ones (rng None: the
+    estimate, one draw), or per draw as many seeds drawn with replacement from each run's own."""
+    held = present.sum(axis=1, keepdims=True)
+    if rng is None:
+        return (present / np.maximum(held, 1))[None]
+    weights = np.zeros((BOOTSTRAP, *present.shape))
+    rows = np.arange(BOOTSTRAP)
+    for run, own in enumerate(present):
+        seeds = np.flatnonzero(own)
+        for pick in seeds[rng.integers(0, len(seeds), size=(len(seeds), BOOTSTRAP))] if len(seeds) else []:
+            weights[rows, run, pick] += 1.0 / len(seeds)  # one pick per draw: rows never repeat
+    return weights
+
+
+def _cluster_weights(n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each cluster is drawn ((draws, clusters)): clusters drawn with replacement."""
+    draws = rng.integers(0, n_clusters, size=(BOOTSTRAP, n_clusters))
+    offsets = n_clusters * np.arange(BOOTSTRAP)[:, None]
+    return np.bincount((draws + offsets).ravel(), minlength=BOOTSTRAP * n_clusters).reshape(BOOTSTRAP, n_clusters)
+
+
+def _weighted(sums: np.ndarray, names: list[str], clusters: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Headline of each draw: clusters weighted by `clusters` ((draws, C)), each run's seeds by `seeds`."""
+    per_cluster = np.einsum("brs,crsq->bcq", seeds, sums)
+    total = (clusters[:, :, None] * per_cluster).sum(axis=1)
+    k = len(names)
+    return _from_sums(total[:, :k], total[:, k : 2 * k], total[:, 2 * k :], names)
+
+
+def _bootstrap(frame: pd.DataFrame, names: list[str], clusters: list[str], seed: int, stream: int) -> tuple[float, np.ndarray]:
+    """The headline of `frame` (each run's seeds averaged) and its BOOTSTRAP draws: clusters drawn
+    with replacement (seeded by `seed`, the same draws for every frame), then each run's model seeds
+    (seeded by `seed` and `stream`, independent between predictors)."""
+    sums, present = _units(frame, names, clusters)
+    estimate = _weighted(sums, names, np.ones((1, len(clusters))), _seed_weights(present, None))[0]
+    draws = _weighted(sums, names, _cluster_weights(len(clusters), np.random.default_rng(seed)),
+                      _seed_weights(present, np.random.default_rng([seed, stream])))
+    return float(estimate), draws
+
+
+def _percentiles(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 
 
 def interval(frame: pd.DataFrame, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval (LEVEL) of the headline over held-out drugs."""
+    """Percentile bootstrap interval (LEVEL) of the headline: clusters of related drugs drawn with
+    replacement (`cluster` column; else each drug its own), then the model seeds of each run (`run`
+    and `seed` columns, when the frame holds one row per condition and seed). NaN below two clusters."""
     names = headline_metrics(frame)
-    n_drugs = frame[DRUG].nunique()
-    if not names or n_drugs < 2:
+    clusters = sorted(clusters_of(frame).unique()) if names else []
+    if len(clusters) < 2:
         return float("nan"), float("nan")
-    boot = _resampled(frame, names, _draws(n_drugs, seed))
-    tail = (1 - LEVEL) / 2
-    return float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+    return _percentiles(_bootstrap(frame, names, clusters, seed, 1)[1])
+
+
+def bootstrap_p(draws: np.ndarray) -> float:
+    """Two-sided bootstrap p of "no difference": twice the quantile level at which the percentile curve
+    of the draws (np.quantile's linear interpolation, as the interval reads it) crosses 0, so that
+    p < 1 - LEVEL exactly when the LEVEL interval excludes 0."""
+    d = np.sort(draws)
+    if np.isnan(d).any():
+        return float("nan")
+    last = len(d) - 1
+    i = int(np.searchsorted(d, 0.0, side="right")) - 1  # the last draw at or below 0
+    below = 0.0 if i < 0 else last if i == last else i - d[i] / (d[i + 1] - d[i])
+    j = int(np.searchsorted(d, 0.0, side="left"))  # the first draw at or above 0
+    above = 0.0 if j == 0 else float(last) if j == len(d) else j - 1 - d[j - 1] / (d[j] - d[j - 1])
+    return float(min(1.0, 2 * min(below, last - above) / last))
 
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict:
-    """Is `a` ahead of `b` on the headline? Both per-condition frames over the same test conditions.
-    The drugs are resampled together (paired bootstrap interval of the difference), and a one-sided
-    Wilcoxon signed-rank test is done over per-drug headline differences."""
-    names = [m for m in headline_metrics(a) if m in b]
-    keys = ["cell_type", DRUG, "dose"]
-    merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
-    fa = merged[keys + [f"{m}{s}_a" for m in names for s in ("", BASE)]].rename(columns=lambda c: c.removesuffix("_a"))
-    fb = merged[keys + [f"{m}{s}_b" for m in names for s in ("", BASE)]].rename(columns=lambda c: c.removesuffix("_b"))
-    drugs = sorted(merged[DRUG].unique())
-    out = {"drugs": len(drugs), "difference": headline(fa) - headline(fb)}
-    if len(drugs) < 2:
-        return {**out, "low": float("nan"), "high": float("nan"), "p": float("nan"), "ahead": 0}
-    draws = _draws(len(drugs), seed)
-    diff = _resampled(fa, names, draws) - _resampled(fb, names, draws)
-    tail = (1 - LEVEL) / 2
-    per_drug = np.array([headline(fa[fa[DRUG] == d]) - headline(fb[fb[DRUG] == d]) for d in drugs])
-    p = float(stats.wilcoxon(per_drug, alternative="greater").pvalue) if np.any(per_drug) else 1.0
-    return {**out, "low": float(np.quantile(diff, tail)), "high": float(np.quantile(diff, 1 - tail)), "p": p,
-            "ahead": int((per_drug > 0).sum()), "sd": float(per_drug.std(ddof=1))}
+    """Is `a` ahead of `b` on the headline? Over the test conditions both hold: the difference of
+    their headlines, its paired bootstrap (the same cluster draws for both, each predictor's seeds drawn
+    on their own), the 95% interval and the two-sided bootstrap p of that difference (one estimand),
+    its standard error and the difference the comparison detects (`detectable_difference`)."""
+    names = [m for m in headline_metrics(a) if m in b and m + BASE in b]
+    shared = a[KEYS].drop_duplicates().merge(b[KEYS].drop_duplicates(), on=KEYS)
+    a, b = a.merge(shared, on=KEYS), b.merge(shared, on=KEYS)
+    clusters = sorted(set(clusters_of(a)) | set(clusters_of(b))) if names else []
+    out = {"drugs": int(shared[DRUG].nunique()), "clusters": len(clusters)}
+    if len(clusters) < 2:
+        nan = float("nan")
+        return {**out, "difference": headline(a) - headline(b), "low": nan, "high": nan, "p": nan, "se": nan, "detectable": nan}
+    head_a, boot_a = _bootstrap(a, names, clusters, seed, 1)
+    head_b, boot_b = _bootstrap(b, names, clusters, seed, 2)
+    diff = boot_a - boot_b
+    low, high = _percentiles(diff)
+    se = float(diff.std(ddof=1) * np.sqrt(len(clusters) / (len(clusters) - 1)))  # bootstrap sd, small-sample corrected
+    return {**out, "difference": head_a - head_b, "low": low, "high": high, "p": bootstrap_p(diff), "se": se,
+            "detectable": detectable_difference(se, len(clusters))}
 
 
-def detectable_difference(sd: float, n_drugs: int, level: float = LEVEL, power: float = POWER) -> float:
-    """The smallest true headline difference a paired test over `n_drugs` drugs (two-sided, at
-    1 - `level`) finds with probability `power`, when per-drug differences spread with `sd`:
-    (z_(1-alpha/2) + z_power) * sd / sqrt(n) (normal approximation)."""
-    if n_drugs < 2 or not np.isfinite(sd):
+def detectable_difference(se: float, clusters: int, level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest true headline difference a two-sided test at 1 - `level` over `clusters`
+    independent clusters finds with probability `power`, when the estimated difference has standard
+    error `se`: (t_(1-alpha/2) + t_power) * se, t with clusters - 1 degrees of freedom."""
+    if clusters < 2 or not np.isfinite(se):
         return float("nan")
-    z = stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(power)
-    return float(z * sd / np.sqrt(n_drugs))
+    df = clusters - 1
+    return float((stats.t.ppf(1 - (1 - level) / 2, df) + stats.t.ppf(power, df)) * se)
+
+
+def interval_text(low: float, high: float, drugs: int, digits: int = 3) -> str:
+    """An interval as 'low to high', or why there is none: 'n/a (one drug)', 'n/a (one cluster)'."""
+    if not (np.isnan(low) or np.isnan(high)):
+        return f"{low:.{digits}f} to {high:.{digits}f}"
+    return "n/a (one drug)" if drugs == 1 else "n/a (one cluster)"

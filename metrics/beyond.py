@@ -85,7 +85,7 @@ def expected_recall(called: np.ndarray, true: np.ndarray, n_genes: int, k: int) 
     first) and, when fewer than `k` are called, a random draw of the uncalled genes for the rest (ties
     of "no change" are a coin flip, never a gain or a loss)."""
     picked = called[:k]
-    hits = len(np.intersect1d(picked, true))
+    hits: float = len(np.intersect1d(picked, true))
     rest = k - len(picked)
     if rest > 0:
         hits += rest * (len(true) - hits) / max(1, n_genes - len(picked))

@@ -11,10 +11,13 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import ndtr
+from scipy.stats import false_discovery_control
 
 from bench.schema import CONTROL, RowIndex
 
 NO_CHANGE = 1e-6  # relative size of a mean change indistinguishable from float32 rounding
+FDR_LEVEL = 0.05  # Benjamini-Hochberg level of a condition's DE genes
 
 
 def mean_var(x) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +72,19 @@ def standardized_change(mean: np.ndarray, control_stats: tuple[np.ndarray, np.nd
 def by_change(genes: np.ndarray, change: np.ndarray) -> np.ndarray:
     """`genes` ordered by decreasing |change| (ties in gene order)."""
     return genes[np.argsort(-np.abs(change[genes]), kind="stable")]
+
+
+def significant_genes(cells: np.ndarray, control_stats: tuple[np.ndarray, np.ndarray], n_control: int) -> np.ndarray:
+    """A condition's DE genes: those whose mean moved from the control mean more than chance allows
+    under "no effect" (a z-test with the controls' variance, which the treated cells share under that
+    null: z = change / (sd * sqrt(1/n + 1/n_control)); Benjamini-Hochberg FDR < FDR_LEVEL), ranked by
+    decreasing |standardised change|. For one condition z is that change times a constant, so the
+    significant genes are exactly its top genes by standardised change: a prediction with the true
+    mean change recovers all of them. Empty for an inert condition."""
+    change = standardized_change(np.asarray(cells).mean(axis=0, dtype=np.float64), control_stats)
+    z = np.abs(change) / np.sqrt(1.0 / max(len(cells), 1) + 1.0 / max(n_control, 1))
+    fdr = false_discovery_control(np.where(np.isinf(z), 0.0, 2.0 * ndtr(-z)))
+    return by_change(np.flatnonzero(fdr < FDR_LEVEL), change)
 
 
 def de_key(cell_type: str, drug: str) -> str:

@@ -1,8 +1,7 @@
 """Golden-file regression test of the scores: `Evaluator` on the smoke data reproduces, to 1e-12,
-every column (metrics, floors, `_norm`, `_replicate`) of tests/data/evaluator_reference.csv.gz.
+every column (metrics, floors, baselines, `_norm`, `_replicate`) of tests/data/evaluator_reference.csv.gz.
 
-The golden file was written once by `write_reference` with the evaluator as it was before it became
-the bench.evaluation package (the single-module `Evaluator` loaded from a copy of its file). Regenerate
+The golden file was written by `write_reference` when scoring version 3 was introduced. Regenerate
 it only on a deliberate scoring change, which must also bump `SCORING_VERSION` in bench/cache.py:
 `write_reference(Evaluator, load_default("smoke", seed=0))` from this module.
 """

@@ -10,7 +10,7 @@ from scipy.stats import mannwhitneyu
 
 from metrics import METRICS, ConditionData, SplitData
 from metrics.de import rank_by_abs_t
-from metrics.peer import CHANCE_RANK, NOTHING_TO_MATCH
+from metrics.peer import CHANCE_RANK
 from metrics.wilcoxon import RankReference, differential_expression, log2_fold_change, rank_sum_pvalues, reference_for
 
 CONDITION_METRICS = ["mse", "mae", "mse_delta", "mae_delta", "overlap_at_N", "overlap_at_50", "precision_at_50", "de_direction_match"]
@@ -112,9 +112,32 @@ def test_parity_with_cell_eval(parity, name):
     both = theirs[name].notna().to_numpy()
     # only the inert drug may be missing (de_direction_match is undefined without true DE genes)
     assert both.sum() >= len(ours) - 1
-    if name in ("overlap_at_N", "overlap_at_50"):  # bench: 1 where neither side calls a gene (cell-eval: 0)
+    if name in DE_METRICS:  # bench: NaN where the truth has no significant gene (cell-eval: 0 for the overlaps)
+        assert np.isnan(ours.loc["inert", name])
         both &= ours.index != "inert"
+    if name == "pearson_edistance":  # bench: unbiased U-statistics; cell-eval: V-statistics (diagonal included)
+        ours = ours.assign(pearson_edistance=v_statistic_edistance_r(*make_fixture()))
     np.testing.assert_allclose(ours[name].to_numpy()[both], theirs[name].to_numpy()[both], rtol=0, atol=1e-6)
+
+
+def v_statistic_edistance_r(ctrl: np.ndarray, true: dict, pred: dict) -> float:
+    """cell-eval's pearson_edistance: energy distances to the controls as V-statistics (the zero
+    diagonal of each within-set mean included), correlated across conditions."""
+    from metrics.beyond import mean_pairwise_distance
+    from metrics.peer import control_subset
+
+    sub = control_subset(ctrl)
+
+    def edist(cells: np.ndarray) -> float:
+        return 2 * mean_pairwise_distance(cells, sub) - mean_pairwise_distance(cells, cells) - mean_pairwise_distance(sub, sub)
+
+    return float(np.corrcoef([edist(true[d]) for d in true], [edist(pred[d]) for d in true])[0, 1])
+
+
+def test_pearson_edistance_departs_from_cell_eval_by_the_v_statistic_bias(parity):
+    """bench's energy distances are unbiased: the same pairs give a different r than cell-eval's."""
+    ours, theirs = parity
+    assert abs(ours["pearson_edistance"].iloc[0] - theirs["pearson_edistance"].iloc[0]) > 1e-4
 
 
 def test_parity_fixture_is_not_trivial(parity):
@@ -124,15 +147,16 @@ def test_parity_fixture_is_not_trivial(parity):
     assert 0 < ours.loc["drugA", "overlap_at_N"] < 1 and ours.loc["drugA", "overlap_at_50"] != ours.loc["drugA", "overlap_at_N"]
     assert ours.loc["drugE", "discrimination_score_l1"] < 1
     assert theirs.loc["inert", "overlap_at_N"] == 0 and np.isnan(theirs.loc["inert", "de_direction_match"])
-    assert ours.loc["inert", "overlap_at_N"] == 1  # nothing called on either side: nothing wrong
+    assert np.isnan(ours.loc["inert", "overlap_at_N"])  # nothing to recover: not scored
 
 
-def test_direction_without_true_de_genes_scores_best():
-    """cell-eval leaves de_direction_match out where the truth has no significant gene; bench
-    scores every prediction 1 there, the controls included: no room, no weight once calibrated."""
+def test_de_recovery_skips_conditions_without_true_de_genes():
+    """Where the truth has no significant gene, every DE-recovery metric is undefined (NaN) for every
+    prediction, the controls included: inert conditions neither reward nor penalise DE recovery."""
     ctrl, true, pred = make_fixture()
     for guess in (pred["inert"], pred["drugA"], ctrl[: len(true["inert"])]):
-        assert METRICS["de_direction_match"](condition(true["inert"], guess, ctrl)) == NOTHING_TO_MATCH
+        data = condition(true["inert"], guess, ctrl)
+        assert all(np.isnan(METRICS[m](data)) for m in DE_METRICS)
 
 
 # ---------------------------------------------------------------- the Wilcoxon engine
@@ -202,16 +226,16 @@ def test_perfect_prediction_scores_best():
 
 def test_controls_predict_no_de_genes():
     """The real controls, sampled to the truth's size as the harness does, have no significant
-    gene against the controls: the overlap metrics' floor is 0, except where the truth has none
-    either (nothing to recover, nothing wrongly called: 1)."""
+    gene against the controls: the overlap metrics' floor is 0 (NaN where the truth has none either:
+    an inert condition is not scored for DE recovery)."""
     ctrl, true, _ = make_fixture()
     rng = np.random.default_rng(1)
     for d in true:
         sample = ctrl[np.sort(rng.choice(len(ctrl), len(true[d]), replace=False))]
         data = condition(true[d], sample, ctrl)
-        for name in ["overlap_at_N", "overlap_at_50"]:
-            assert METRICS[name](data) == (1.0 if d == "inert" else 0.0), (d, name)
-        assert METRICS["precision_at_50"](data) == 0.0
+        for name in ["overlap_at_N", "overlap_at_50", "precision_at_50"]:
+            value = METRICS[name](data)
+            assert np.isnan(value) if d == "inert" else value == 0.0, (d, name)
 
 
 def test_no_change_scores_chance_on_average():
@@ -289,9 +313,12 @@ def degenerate_conditions() -> dict[str, ConditionData]:
 
 @pytest.mark.parametrize("case", list(degenerate_conditions()))
 def test_condition_metrics_finite(case):
+    """Finite everywhere, except DE recovery where the truth has no significant gene (NaN: not scored)."""
     data = degenerate_conditions()[case]
+    inert = len(differential_expression(data.true, data.control).ranked) == 0
     for name in CONDITION_METRICS:
-        assert np.isfinite(METRICS[name](data)), (case, name)
+        value = METRICS[name](data)
+        assert np.isnan(value) if inert and name in DE_METRICS else np.isfinite(value), (case, name)
 
 
 @pytest.mark.parametrize("rows", [1, 3])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.combinations import is_combination
 from bench.errors import BenchError, closest
 from bench.executors import EXECUTORS, make_executor
+from bench.fingerprint import package_versions
 from bench.io import atomic_write_json, atomic_write_text
 from bench.publish import render_markdown
 from bench.runner import RunConfig, run_benchmark
@@ -102,18 +102,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("bench-perturb", "numpy", "scipy", "pandas", "anndata", "torch", "scikit-learn", "cpa-tools"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     names = registry.resolve(args.predictors)
     seeds = parse_seeds(args.seeds)
@@ -165,7 +153,7 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
         "seeds": config.seeds,
         "predictors": config.predictors,
         "data": bench.describe(),
-        "versions": versions(),
+        "versions": package_versions(),
     }
     atomic_write_json(out / "run.json", meta)
     print(

@@ -73,5 +73,5 @@ class References:
 
     def de_of(self, truth: dict[Condition, np.ndarray]) -> dict[Condition, np.ndarray]:
         """Each condition's DE genes chosen on the given true cells (`truth.de_genes`)."""
-        return {c: de_genes(truth[c], self.truth.controls[c.cell_type], self.truth.control_stats[c.cell_type])[0]
+        return {c: de_genes(truth[c], self.truth.controls[c.cell_type], self.truth.control_stats[c.cell_type])
                 for c in self.truth.conditions}

@@ -10,19 +10,14 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.schema import CONTROL, Condition, RowIndex
-from metrics.de import by_change, mean_var, standardized_change
-from metrics.peer import DE_MEMO
-from metrics.wilcoxon import DEResult, differential_expression
+from metrics.de import mean_var, significant_genes
 from predictors.base import dense
 
 
-def de_genes(true: np.ndarray, control: np.ndarray, control_stats: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, DEResult]:
-    """A condition's DE genes: those significant in a Wilcoxon test of its true cells against the
-    controls (Benjamini-Hochberg FDR < 0.05, `metrics.wilcoxon`), ranked by decreasing |standardised
-    mean change| (empty for an inert condition); with the test's result, which the DE metrics share."""
-    tested = differential_expression(true, control)
-    change = standardized_change(true.mean(axis=0, dtype=np.float64), control_stats)
-    return by_change(np.sort(tested.ranked), change), tested
+def de_genes(true: np.ndarray, control: np.ndarray, control_stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A condition's DE genes from its true cells against the cell type's controls
+    (`metrics.de.significant_genes`: significant at FDR < 0.05, best first; empty when inert)."""
+    return significant_genes(true, control_stats, len(control))
 
 
 class Truth:
@@ -50,10 +45,8 @@ class Truth:
         self.non_negative = all(x.min(initial=0.0) >= 0 for x in [*self.controls.values(), *self.cells.values()])
         # Metrics' work that depends on a condition's true and control cells alone, kept across predictions.
         self.memo: dict[Condition, dict] = {c: {} for c in self.conditions}
-        self.de_genes: dict[Condition, np.ndarray] = {}
-        for c in self.conditions:
-            self.de_genes[c], self.memo[c][DE_MEMO] = de_genes(self.cells[c], self.controls[c.cell_type],
-                                                               self.control_stats[c.cell_type])
+        self.de_genes = {c: de_genes(self.cells[c], self.controls[c.cell_type], self.control_stats[c.cell_type])
+                         for c in self.conditions}
 
     def de(self, condition: Condition) -> np.ndarray:
         """The condition's significant DE gene indices, best first (empty: an inert condition)."""
