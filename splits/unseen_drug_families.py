@@ -57,7 +57,7 @@ def unseen_drug_families(
     seed: int = 0,
     control: str = CONTROL,
     test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
+    val_fraction: float = 0.2,
     eligible: set[str] | None = None,
     fold: int | None = None,
     folds: int | None = None,

@@ -23,17 +23,19 @@ def unseen_drugs(
     seed: int = 0,
     control: str = CONTROL,
     test_fraction: float = 0.2,
-    val_fraction: float = 0.1,
+    val_fraction: float = 0.2,
     split_column: str | None = None,
     eligible: set[str] | None = None,
     fold: int | None = None,
     folds: int | None = None,
 ) -> Split:
     """Hold out a seeded random `test_fraction` of drugs for testing and `val_fraction` for model
-    selection; everything else (and every control) is training. Only `eligible` drugs (those with
+    selection (as many as are tested by default: a validation set of 4 drugs selected CPA at epochs
+    2-6 and chemCPA at epoch 1); everything else (and every control) is training. Only `eligible` drugs (those with
     bulk profiles, where a bulk set is given) are held out: the others stay in training. With
     `folds`, the test drugs are fold `fold` of a seeded K-fold partition of the eligible drugs (K
-    folds test each drug once) and validation drugs are drawn from the other folds. With
+    folds test each drug once) and validation drugs, at least as many as the fold's, are drawn from
+    the other folds. With
     `split_column`, use the roles stored in that obs column instead (train/test/ood as in CPA files)."""
     if split_column is not None:
         return from_obs_column(adata, split_column, control=control)
@@ -50,6 +52,7 @@ def unseen_drugs(
         fold = check_folds("unseen_drugs", fold, folds, len(drugs))
         assigned = fold_of({str(d): 1 for d in drugs}, folds, rng)
         test = [d for d in drugs if assigned[d] == fold]
+        n_val = max(n_val, len(test))
         rest = np.random.default_rng([seed, fold]).permutation([d for d in drugs if assigned[d] != fold])
         held = {d: TEST for d in test} | {d: VAL for d in rest[:n_val]}
     else:
