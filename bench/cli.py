@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from bench.errors import BenchError
+from bench.errors import BenchError, io_failure, one_line
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS = ["run", "check", "leaderboard", "list", "data", "pretrain", "score", "fetch", "prepare"]
@@ -20,8 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -30,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:
-        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bench {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as exc:  # a read or write no reader or writer reported itself
+        print(f"bench {args.command}: error: {one_line(io_failure(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bench {args.command}: interrupted", file=sys.stderr)

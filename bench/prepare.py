@@ -15,6 +15,7 @@ DE lists are ranked once, as the evaluator would (`rank_de_genes`), and stored a
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
 import sys
 import tempfile
@@ -23,18 +24,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import anndata as ad
-import h5py
 import numpy as np
 import pandas as pd
-from anndata.io import read_elem
 from tqdm import tqdm
 
+from bench.data.columns import UNIT_COLUMNS, ObsKeys, canonical_obs
 from bench.data.counts import NORMALIZE_CHOICES, TARGET_SUM, duplicated_symbols
 from bench.data.drugs import SMILES, align_drug_names, attach_smiles, read_smiles_table
-from bench.data.loaders import DE_KEYS, PREPARE_UNS_KEY, UNIT_COLUMNS, ObsKeys, canonical_obs, load_bulk
-from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here, unreadable
+from bench.data.hdf5 import open_hdf5, read_metadata
+from bench.data.loaders import DE_KEYS, PREPARE_UNS_KEY, load_bulk
+from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.io import atomic_write_json, replace_dir
+from bench.io import atomic_write_h5ad, atomic_write_json, dir_mode, file_lock, replace_dir
 from bench.prepare_genes import DEFAULT_GENES, check_gene_budget, select_genes, seurat_dispersion
 from bench.prepare_scan import CellMatrix, scan, write_cells
 from bench.schema import CELL_TYPE, DOSE, DRUG
@@ -68,15 +69,21 @@ class PrepareOptions:
             raise BenchError(f"--normalize {self.normalize}: expected one of {', '.join(NORMALIZE_CHOICES)}")
 
 
-def check_out_dir(out: Path) -> None:
-    """--out may be new, empty, or a previous prepare output (only OUTPUTS in it), which is replaced."""
+def check_out_dir(out: Path, inputs: list[Path]) -> None:
+    """--out may be new, empty, or a previous prepare output (its prepare.json and only OUTPUTS in it),
+    which is replaced; never a folder holding an input, which the replacement would delete."""
     if out.exists() and not out.is_dir():
         raise BenchError(f"{out}: exists and is not a folder; --out names the folder prepare writes")
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
-        if foreign:
-            raise BenchError(f"{out}: exists and holds '{foreign[0]}'" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
-                             + f", so it is not a previous prepare output ({', '.join(OUTPUTS)} only); choose another --out")
+    held = [p for p in inputs if Path(os.path.realpath(p)).is_relative_to(os.path.realpath(out))]
+    if held:
+        raise BenchError(f"{out}: holds the input {held[0]}, which replacing the folder would delete; choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
+    if foreign or not (out / OUTPUTS[2]).is_file():
+        what = f"holds '{foreign[0]}'" + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "") if foreign else f"has no {OUTPUTS[2]}"
+        raise BenchError(f"{out}: exists and {what}, so it is not a previous prepare output ({', '.join(OUTPUTS)} only); "
+                         "choose another --out")
 
 
 def file_record(path: Path) -> dict:
@@ -128,41 +135,35 @@ def output_obs(obs: pd.DataFrame, steps: list[str]) -> pd.DataFrame:
     return obs
 
 
-def _read_metadata(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if not path.is_file():
-        raise BenchError(f"{path}: file not found")
-    try:
-        with h5py.File(path, "r") as fh:
-            if "X" not in fh or "obs" not in fh or "var" not in fh:
-                raise BenchError(f"{path}: not an h5ad file (no X, obs or var)")
-            return read_elem(fh["obs"]), read_elem(fh["var"])
-    except BenchError:
-        raise
-    except Exception as exc:  # noqa: BLE001  h5py and anndata raise many types for a bad file
-        raise unreadable(path, "h5ad", exc) from None
-
-
 def _say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
 def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions = PrepareOptions()) -> dict:
     """Write `out`/sc.h5ad, bulk.h5ad and prepare.json (into a temporary sibling folder, then moved
-    into place: on any error nothing is left behind). Returns what prepare.json records."""
-    started = time.perf_counter()
+    into place: on any error nothing is left behind). Returns what prepare.json records. A lock
+    beside --out stops a second prepare into the same folder at once."""
     options.check()
     sc_path, bulk_path, out = Path(sc_path), Path(bulk_path), Path(out)
-    check_out_dir(out)
+    check_out_dir(out, [sc_path, bulk_path, *options.smiles])
+    busy = f"{out}: another bench prepare is writing this folder; wait for it to finish or choose another --out"
+    with file_lock(out.parent / f".{out.name}.lock", timeout=0, busy=busy):
+        return _prepare(sc_path, bulk_path, out, options)
+
+
+def _prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions) -> dict:
+    """`prepare` once its options and --out are checked and the folder is locked."""
+    started = time.perf_counter()
     keys, control, source = options.keys, options.keys.control, str(sc_path)
     table = {k: v for p in options.smiles for k, v in read_smiles_table(p).items()}
     steps: list[str] = []
 
     # Metadata first: every error that needs no matrix is raised before the long passes.
-    raw_obs, raw_var = _read_metadata(sc_path)
+    raw_obs, raw_var = read_metadata(sc_path)
     with checks_reported_here():
         obs, load_info = canonical_obs(raw_obs, keys, source)
         cells = ad.AnnData(obs=obs)
-    check_controls(cells, source, control)
+    check_controls(cells, source, control, load_info["drug_column"])
     names = pd.Index(raw_var.index.astype(str))
     codes, symbols = pd.factorize(names)
     dup = duplicated_symbols(names)
@@ -181,7 +182,8 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
     steps.append(f"bulk drug names respelled as the single-cell set writes them: {len(matches)} of {len(sc_drugs)} "
                  "single-cell drugs have bulk profiles")
 
-    with h5py.File(sc_path, "r") as fh:
+    fh, _ = open_hdf5(sc_path, "h5ad")
+    with fh:
         matrix = CellMatrix(fh, sc_path)
         if matrix.shape != (len(obs), len(names)):
             raise BenchError(f"{sc_path}: X is {matrix.shape[0]} x {matrix.shape[1]} but obs has {len(obs)} rows and var {len(names)}")
@@ -248,15 +250,13 @@ def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions =
 
 def _write(out: Path, sc: ad.AnnData, bulk: ad.AnnData, record: dict, started: float) -> None:
     """The three outputs into a temporary sibling folder, then `replace_dir`; removed on any error."""
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; prepared data is meant to be shared
-        sc.write_h5ad(tmp / OUTPUTS[0])
-        bulk.write_h5ad(tmp / OUTPUTS[1])
+        tmp.chmod(dir_mode())  # mkdtemp makes it private; prepared data is meant to be shared
+        atomic_write_h5ad(tmp / OUTPUTS[0], sc)
+        atomic_write_h5ad(tmp / OUTPUTS[1], bulk)
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
         atomic_write_json(tmp / OUTPUTS[2], record)
-        (tmp / OUTPUTS[2]).chmod(0o644)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

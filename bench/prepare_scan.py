@@ -1,5 +1,5 @@
 """The two streamed passes of `bench prepare` over a single-cell matrix too large to read whole:
-X read as CSR blocks of cells (`CellMatrix`); pass 1 (`scan`) learns whether it holds raw counts,
+X read as checked CSR blocks of cells (`CellMatrix`); pass 1 (`scan`) learns whether it holds raw counts,
 each cell's library size and the control cells' per-gene moments; pass 2 (`write_cells`) writes the
 kept cells x kept genes, log-normalised by each cell's full library size when X holds counts."""
 
@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from bench.data.counts import log_normalise, looks_like_counts, merge_duplicate_genes
+from bench.data.hdf5 import check_indices, sparse_parts, sparse_shape
 from bench.data.validate import check_expression
 from bench.errors import BenchError
 
@@ -26,25 +27,24 @@ DENSE_BLOCK_BYTES = 1 << 29  # a dense X is read in blocks of about this many fl
 
 class CellMatrix:
     """X of an open h5ad file, read as float32 CSR blocks of cells: a CSR group by slices of its
-    indptr, a dense array by row slices (fewer rows per block, DENSE_BLOCK_BYTES). CSC cannot be
-    read by cells without reading all of it, so it is refused."""
+    indptr (checked whole first; each block's indices checked before scipy sees them), a dense array
+    by row slices (fewer rows per block, DENSE_BLOCK_BYTES). CSC cannot be read by cells without
+    reading all of it, so it is refused."""
 
     def __init__(self, fh: h5py.File, path: Path) -> None:
+        self.path = path
         elem = self.elem = fh["X"]
         if isinstance(elem, h5py.Dataset):
-            if elem.ndim != 2:
-                raise BenchError(f"{path}: X is a {elem.ndim}-dimensional array, expected cells x genes")
-            self.dense, self.shape = True, tuple(int(n) for n in elem.shape)
+            if elem.ndim != 2 or elem.dtype.kind not in "biuf":
+                raise BenchError(f"{path}: X is a {elem.ndim}-dimensional {elem.dtype} array, expected cells x genes of numbers")
+            self.dense, self.shape = True, (int(elem.shape[0]), int(elem.shape[1]))
             return
-        kind = str(elem.attrs.get("encoding-type", elem.attrs.get("h5sparse_format", ""))).removesuffix("_matrix")
+        kind, _ = sparse_shape(elem, path, "X")
         if kind == "csc":
             raise BenchError(f"{path}: X is stored column by column (CSC), which cannot be read in blocks of cells; "
                              "rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...)) and prepare that")
-        if kind != "csr":
-            raise BenchError(f"{path}: X is stored as '{kind or 'an unknown group'}', expected a CSR matrix or a dense array")
         self.dense = False
-        self.shape = tuple(int(n) for n in elem.attrs.get("shape", elem.attrs.get("h5sparse_shape", ())))
-        self.indptr = elem["indptr"][:].astype(np.int64)
+        _, self.shape, self.indptr = sparse_parts(elem, path, "X")
 
     def block_rows(self, block_cells: int) -> int:
         """Cells per block: `block_cells`, fewer for a dense X so a block stays near DENSE_BLOCK_BYTES."""
@@ -59,7 +59,9 @@ class CellMatrix:
         a, b = self.indptr[start], self.indptr[stop]
         data = self.elem["data"].astype(np.float32)[a:b]
         index = np.int32 if b - a < np.iinfo(np.int32).max and self.shape[1] < np.iinfo(np.int32).max else np.int64
-        indices = self.elem["indices"].astype(index)[a:b]  # one index dtype: scipy would copy to the wider one
+        indices = self.elem["indices"][a:b]
+        check_indices(indices, self.shape[1], self.path, "X")  # before the cast, which could wrap a wrong index into range
+        indices = indices.astype(index, copy=False)  # one index dtype: scipy would copy to the wider one
         indptr = (self.indptr[start : stop + 1] - a).astype(index)
         return sp.csr_matrix((data, indices, indptr), shape=(stop - start, self.shape[1]))
 

@@ -35,7 +35,16 @@ class Condition:
 
     @property
     def key(self) -> str:
-        return f"{self.cell_type}_{self.drug}_{self.dose:g}"
+        """'celltype_drug_dose': the dose as `:g` writes it where that is exact (10000, 0.1), else in
+        full (1.0000001), so two doses never share a key."""
+        return f"{self.cell_type}_{self.drug}_{dose_text(self.dose)}"
+
+
+def dose_text(dose: float) -> str:
+    """A dose as text that reads back as the same float: `:g` (six significant digits) where that
+    is exact, else the shortest exact form."""
+    short = f"{dose:g}"
+    return short if float(short) == dose else repr(float(dose))
 
 
 DOSE_RTOL = 1e-9  # doses are the same when they agree to this relative tolerance, in any unit

@@ -260,7 +260,7 @@ def test_pair_errors_are_one_line(tmp_path, capsys):
     cases = [
         (["--pert-col", "target"], "obs has no column 'target'"),
         (["--pert-col", "target_gene", "--drug-key", "target_gene"], "both name the perturbation column"),
-        (["--pert-col", "target_gene", "--control-pert", "NTC"], "no control cells (drug label 'NTC')"),
+        (["--pert-col", "target_gene", "--control-pert", "NTC"], "no control cells (drug label 'NTC' in column 'target_gene'; column 'target_gene' holds 'non-targeting')"),
     ]
     for extra, message in cases:
         assert main(["score", "--truth", real, "--pred", pred, *extra]) == 2, message

@@ -3,8 +3,9 @@
 Both files are read as `bench run --sc` reads one (bench/data/loaders.py). With `--pert-col` they
 are a pair in cell-eval's layout: one perturbation column with a control label, one cell type and
 one dose unless their columns are named. A file saved by `bench run --save-predictions` is scored
-with the run's own control floor (the controls it handed the predictor), so its conditions.csv is
-reproduced.
+with a control floor of as many controls as its run handed the predictor: that number comes from the
+truth (its conditions that are not scored) or `--input-size`, never from the scored file, which is
+read only to warn when it says otherwise.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from bench.data.loaders import NO_DOSE, ObsKeys, canonical, de_lists_from_uns, load_single_cell, read_h5ad_checked, resolve_expression
+from bench.data.columns import NO_DOSE, ObsKeys
+from bench.data.hdf5 import read_h5ad_checked
+from bench.data.loaders import LOAD_UNS_KEY, canonical, de_lists_from_uns, load_single_cell, resolve_expression
 from bench.data.validate import check_controls, check_expression, check_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.evaluation import Evaluator
+from bench.evaluation import Evaluator, reference_input_size
 from bench.headline import headline, interval
-from bench.io import atomic_write_csv
+from bench.io import atomic_write_csv, writable_file
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.predictions import provenance
 from bench.record import NORM_SUFFIX, REPLICATE_SUFFIX, replicate_column
@@ -49,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pert-col", default=None, metavar="COLUMN",
                    help="read the pair in cell-eval's layout: COLUMN (e.g. target_gene or drug) holds each cell's "
                         "perturbation in both files, controls included; no cell-type or dose column needed")
+    p.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="controls per cell type that form the floor (and cap each predicted set): as many as the predictor "
+                        "was handed (default: for a file saved by bench run, computed from the truth's conditions that are "
+                        "not scored, as the run sized them; else every control)")
     p.add_argument("--control", "--control-pert", dest="control", default=None, metavar="LABEL",
                    help=f"label of control cells (default: {CONTROL}, DMSO/vehicle detected; with --pert-col: "
                         f"{PAIR_CONTROL}, cell-eval's)")
@@ -87,18 +94,40 @@ def read_truth(path: Path, keys: ObsKeys, one_cell_type: bool) -> ad.AnnData:
         return load_single_cell(path, keys)
     truth, _ = read_cells(path, keys, one_cell_type)
     check_expression(truth, str(path), log_normalised=True)
-    check_controls(truth, str(path), keys.control)
+    check_controls(truth, str(path), keys.control, truth.uns[LOAD_UNS_KEY]["drug_column"])
     de = de_lists_from_uns(truth)
     if de:
         truth.uns[DE_UNS_KEY] = de
     return truth
 
 
-def run_input_size(uns: dict) -> int | None:
-    """The controls per cell type a saved run's predictor was handed (uns['bench_predictions']), else None."""
+def recorded_input_size(uns: dict) -> int | None:
+    """The controls per cell type a saved run's file says its predictor was handed, else None: read
+    only to warn when it disagrees with the floor's size, never to choose it."""
     meta = uns.get(PREDICTIONS_UNS_KEY)
     size = meta.get("input_size") if isinstance(meta, dict) else None
-    return int(size) if size is not None else None
+    try:
+        return int(size) if size is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def floor_size(args: argparse.Namespace, truth: ad.AnnData, shared: list[Condition], control: str, made: str | None,
+               pred_uns: dict) -> int | None:
+    """How many controls per cell type form the floor: --input-size, else for a saved run's file the
+    truth's own input size (from its conditions that are not scored; None when it has none), else
+    None (every control)."""
+    if args.input_size is not None and args.input_size < 1:
+        raise BenchError(f"--input-size {args.input_size}: expected a positive number of controls per cell type")
+    size = args.input_size
+    if size is None and made is not None:
+        size = reference_input_size(truth, shared, control)
+    said = recorded_input_size(pred_uns) if made is not None else None
+    if said is not None and size is not None and said != size:
+        print(f"bench score: warning: {args.pred} says its run handed {said} controls per cell type; the floor uses "
+              f"{size} ({'--input-size' if args.input_size else 'from the truth'}); give --input-size to choose",
+              file=sys.stderr)
+    return size
 
 
 def returned_counts(uns: dict, conditions: list[Condition]) -> dict[Condition, int] | None:
@@ -119,6 +148,8 @@ SHOWN = 8  # conditions named in a warning about conditions on one side only
 def run(args: argparse.Namespace) -> int:
     keys, one_cell_type = obs_keys(args)
     control = keys.control
+    if args.out is not None:
+        writable_file(args.out)
     truth = read_truth(args.truth, keys, one_cell_type)
     pred, pred_uns = read_cells(args.pred, keys, one_cell_type)
     missing = [g for g in truth.var_names if g not in set(pred.var_names)]
@@ -144,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
     if not shared:
         raise BenchError(f"{args.pred}: no condition (cell type, drug, dose) in common with {args.truth}")
     made = provenance(pred_uns)
-    size = run_input_size(pred_uns) if made is not None else None
+    size = floor_size(args, truth, shared, control, made, pred_uns)
     if made is not None:
-        print(f"predictions saved by bench run: {made}; floor: the {size or 'all'} controls per cell type it handed the predictor")
-    # a saved run's file: its floor from the controls the run handed the predictor (its sets are capped at that size)
+        print(f"predictions saved by bench run: {made}")
+    print(f"floor: {f'{size} controls per cell type (a seeded subset, as a run hands them over)' if size else 'every control'}")
     evaluator = Evaluator(truth, shared, control, subset_controls=size is not None, input_size=size)
     obs = pred.obs
     predictions = {}
@@ -162,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_csv(args.out, frame[columns])
     low, high = interval(frame)
     print(f"scored {len(shared)} condition(s) of {frame[DRUG].nunique()} drug(s), each at the truth's cell count;")
-    print(f"headline {headline(frame):.3f} (95% interval over drugs {low:.3f} to {high:.3f})")
+    spread = f"{low:.3f} to {high:.3f}" if np.isfinite([low, high]).all() else "n/a (one drug)"
+    print(f"headline {headline(frame):.3f} (95% interval over drugs {spread})")
     print("mean over conditions; calibrated: 0 = the real controls, 1 = best value; replicate: half the truth, calibrated")
     for name in names:
         rep = calibrated(frame.assign(**{name: frame[replicate_column(name)]}), name)

@@ -26,6 +26,7 @@ SEP = "+"
 
 Dose = tuple[float, ...]  # one dose in nM per drug of the (combination) label
 ONE_DOSE = 1.0  # the dose of every treated row when a file gives none: a placeholder, not nM
+MAX_NM = 1e9  # 1 M: a larger dose (or inf, or 1e400 read as inf) is a mistake, never a concentration
 
 
 def text(value: object) -> str:
@@ -50,7 +51,7 @@ def parse_dose(value: object, nm_per_unit: float = 1.0) -> Dose | None:
     if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return ()
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
-        return (float(value) * nm_per_unit,) if value >= 0 else None
+        return _plausible((float(value) * nm_per_unit,))
     written = text(value)
     for micro in _MICRO:
         written = written.replace(micro, "u")
@@ -65,7 +66,12 @@ def parse_dose(value: object, nm_per_unit: float = 1.0) -> Dose | None:
     if any(f is None for f, m in zip(factors, parts) if m.group(2)):
         return None  # a unit we do not know (µL, %, ...)
     shared = factors[-1] if factors[-1] is not None else nm_per_unit  # `1+1 µM`: the last unit is everyone's
-    return tuple(float(m.group(1)) * (f if f is not None else shared) for m, f in zip(parts, factors))
+    return _plausible(tuple(float(m.group(1)) * (f if f is not None else shared) for m, f in zip(parts, factors)))
+
+
+def _plausible(dose: Dose) -> Dose | None:
+    """`dose` when every part is a finite concentration from 0 to MAX_NM, else None (not a dose)."""
+    return dose if all(math.isfinite(d) and 0 <= d <= MAX_NM for d in dose) else None
 
 
 def parse_doses(values: pd.Series, nm_per_unit: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -81,9 +87,11 @@ def parse_doses(values: pd.Series, nm_per_unit: float = 1.0) -> tuple[np.ndarray
 
 def written_with_unit(doses: pd.Series, units: pd.Series) -> pd.Series:
     """A numeric dose column joined with its unit column (L1000 `pert_dose` + `pert_dose_unit`) as
-    written doses such as `10.0 um`; rows without a unit keep the bare number."""
+    written doses such as `10.0 um`; rows without a unit keep the bare number. Either column may be
+    categorical, as chemCPA's LINCS files store every obs column."""
+    doses, units = doses.astype(object), units.astype(object)
     numbers = pd.to_numeric(doses, errors="coerce")
-    unit = units.map(lambda u: text(u).strip() if pd.notna(u) else "")
+    unit = units.map(lambda u: text(u).strip() if pd.notna(u) else "").astype(str)
     both = numbers.notna() & (unit != "") & ~unit.isin(MISSING)
     out = doses.astype(object).copy()
     out[both] = numbers[both].astype(str) + " " + unit[both]

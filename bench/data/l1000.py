@@ -44,7 +44,11 @@ def _side_cars(folder: Path, word: str) -> list[Path]:
 
 
 def _header(path: Path) -> list[str]:
-    return list(pd.read_csv(path, sep="\t", nrows=0, encoding="latin-1").columns)
+    """A side-car's column names; a one-line error for an empty or unreadable one."""
+    try:
+        return list(pd.read_csv(path, sep="\t", nrows=0, encoding="latin-1").columns)
+    except (ValueError, pd.errors.ParserError, OSError, EOFError):  # EmptyDataError is a ValueError
+        raise BenchError(f"{path}: empty or unreadable side-car: expected a tab-separated table with a header line") from None
 
 
 def sample_info(raw: ad.AnnData, path: Path) -> tuple[ad.AnnData, str]:
@@ -107,7 +111,7 @@ def written_doses(obs: pd.DataFrame) -> pd.Series:
     if "pert_dose_unit" in obs:
         dose = written_with_unit(dose, obs["pert_dose_unit"])
     if "pert_idose" in obs:
-        dose = dose.astype(object).where(dose.notna(), obs["pert_idose"])
+        dose = dose.astype(object).where(dose.notna(), obs["pert_idose"].astype(object))
     return dose.map(lambda v: "" if pd.isna(v) else text(v)).astype(str)
 
 

@@ -28,13 +28,19 @@ def checks_reported_here() -> Iterator[None]:
         yield
 
 
-def unreadable(path: Path | str, kind: str, exc: BaseException) -> BenchError:
-    """A one-line error for an HDF5 file h5py or anndata cannot read, without their internals."""
+def unreadable(path: Path | str, kind: str, exc: BaseException, where: str | None = None) -> BenchError:
+    """A one-line error for an HDF5 file h5py or anndata cannot read (`where`: the element that
+    failed), without their internals."""
     text = str(exc).lower()
-    if "truncated" in text:
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, MemoryError):
+        why = "not enough memory to read it"
+    elif "truncated" in text:
         why = "truncated: the file is shorter than its header says; copy or download it again"
     elif "signature" in text:
         why = "not an HDF5 file"
+    elif where and first:
+        why = f"its {where} cannot be read: {first[:160]}"
     else:
         why = "corrupt HDF5, or an encoding this reader does not know"
     return BenchError(f"{path}: not a readable {kind} file ({why})")
@@ -67,16 +73,37 @@ def check_genes(adata: ad.AnnData, source: str) -> None:
         raise BenchError(f"{source}: {len(dup)} duplicated gene symbol(s), e.g. {', '.join(map(str, dup[:3]))}; make them unique or aggregate them")
 
 
-def check_controls(adata: ad.AnnData, source: str, control: str) -> None:
-    """Every cell type must have control cells: predictions start from them."""
+def check_controls(adata: ad.AnnData, source: str, control: str, column: str | None = None) -> None:
+    """Every cell type must have control cells: predictions start from them. `column`: the obs
+    column the drug labels were read from, named in the error with a column that holds a
+    control-like label."""
     obs = adata.obs
     drugs = obs[DRUG].astype(str)
     if not (drugs == control).any():
-        raise BenchError(f"{source}: no control cells (drug label '{control}'); set the control label with --control")
+        where = f" in column '{column}'" if column else ""
+        raise BenchError(f"{source}: no control cells (drug label '{control}'{where}{control_hint(obs, column, control)}); "
+                         "set the control label with --control or the drug column with --drug-key")
     with_ctrl = set(obs.loc[drugs == control, CELL_TYPE].astype(str))
     missing = sorted(set(obs[CELL_TYPE].astype(str)) - with_ctrl)
     if missing:
         raise BenchError(f"{source}: no control cells for cell type(s) {', '.join(missing)}")
+
+
+CONTROL_LIKE = ("control", "ctrl", "dmso", "vehicle", "non-targeting", "untreated")  # compared in lower case
+
+
+def control_hint(obs: pd.DataFrame, column: str | None, control: str) -> str:
+    """'; column X holds 'ctrl'' for the first text column (the drug column first) holding a
+    control-like label, or ''."""
+    names = [column] if column in obs.columns else []
+    names += [c for c in obs.columns if c not in (column, DRUG, CELL_TYPE)
+              and (obs[c].dtype.kind in "OSU" or isinstance(obs[c].dtype, pd.CategoricalDtype))]
+    for name in names:
+        values = pd.unique(obs[name].astype(str))
+        found = [v for v in values if v.strip().lower() in (*CONTROL_LIKE, control.lower())]
+        if found:
+            return f"; column '{name}' holds '{found[0]}'"
+    return ""
 
 
 def check_shared_genes(sc: ad.AnnData, bulk: ad.AnnData, sc_source: str, bulk_source: str) -> int:
