@@ -69,12 +69,18 @@ def finished(out_dir: Path, predictor: str, seed: int, key: str) -> dict | None:
 
 
 def stale_reason(out_dir: Path, predictor: str, seed: int, key: str) -> str | None:
-    """Why a saved successful run is not reused ('it was scored under scoring version 1, now 2', or
-    'its configuration or data changed'); None when there is none or it is reused."""
+    """Why a saved successful run is not reused ('it was scored under scoring version 1, now 2', 'it
+    was computed under torch 2.5.1, now 2.6.0', or 'its configuration or data changed'); None when
+    there is none or it is reused."""
     record = _saved(out_dir, predictor, seed)
     if record is None or record.status != OK or record.run_key == key:
         return None
     version = 1 if record.scoring_version is None else record.scoring_version
     if version != SCORING_VERSION:
         return f"it was scored under scoring version {version}, now {SCORING_VERSION}"
-    return "its configuration or data changed"
+    if record.versions is None:
+        return "its configuration or data changed, or the packages that compute it (its record does not say which)"
+    now = package_versions()
+    changed = [f"{p} {record.versions.get(p, 'absent')}, now {now.get(p, 'absent')}"
+               for p in sorted(set(record.versions) | set(now)) if record.versions.get(p) != now.get(p)]
+    return f"it was computed under {'; '.join(changed)}" if changed else "its configuration or data changed"

@@ -10,6 +10,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from bench.schema import DE_UNS_KEY
+
 
 def config_hash(config: dict, length: int = 16) -> str:
     """Hash of a JSON-serialisable configuration, independent of key order."""
@@ -18,7 +20,8 @@ def config_hash(config: dict, length: int = 16) -> str:
 
 
 def adata_fingerprint(adata: ad.AnnData, length: int = 16) -> str:
-    """Hash of an AnnData's expression values, gene names, cell names and obs columns."""
+    """Hash of an AnnData's expression values, gene names, cell names, obs columns and the DE lists
+    it carries (uns['bench_de'], which scoring reads)."""
     h = hashlib.sha256()
     x = adata.X
     if sp.issparse(x):
@@ -32,6 +35,11 @@ def adata_fingerprint(adata: ad.AnnData, length: int = 16) -> str:
     for col in sorted(adata.obs.columns):
         h.update(col.encode())
         h.update("\0".join(map(str, adata.obs[col].to_numpy())).encode())
+    de = adata.uns.get(DE_UNS_KEY)
+    if isinstance(de, dict) and de:
+        h.update(b"\0" + DE_UNS_KEY.encode())
+        for key in sorted(de, key=str):
+            h.update(f"\0{key}\0".encode() + "\0".join(map(str, np.asarray(de[key]).ravel())).encode())
     return h.hexdigest()[:length]
 
 

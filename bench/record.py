@@ -14,7 +14,8 @@ from bench.errors import BenchError
 # Bump on any change to what result.json holds, and teach `RunRecord.from_json` to read the old layout.
 #   0: (implicit) the files written before the field existed
 #   1: the same fields, with `record_version`
-RECORD_VERSION = 1
+#   2: `versions`, the packages that computed the run (absent before)
+RECORD_VERSION = 2
 RESULT_FILE = "result.json"
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
@@ -108,6 +109,7 @@ class RunRecord:
     search: dict | None = None  # --search: space, chosen, selected_by, trials (options, val_headline, error), seconds
     run_key: str | None = None
     scoring_version: int | None = None  # bench/cache.py SCORING_VERSION; absent: 1
+    versions: dict | None = None  # bench/fingerprint.py package_versions() of the process that computed it
     record_version: int = RECORD_VERSION
     extra: dict = field(default_factory=dict)
 

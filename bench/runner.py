@@ -35,6 +35,7 @@ from bench.epochs import EpochLog, FitOutcome, Kept, epoch_channel
 from bench.errors import DataUnsuitable
 from bench.evaluation import Evaluator, calibrated, input_size_of
 from bench.executors import automatic_workers, local_executor
+from bench.fingerprint import package_versions
 from bench.headline import headline, headline_vs_control, interval
 from bench.io import atomic_write_csv, atomic_write_json, replace_dir
 from bench.predictions import NO_EPOCH, PREDICTIONS_FILE, predictions_adata, write_predictions
@@ -327,7 +328,7 @@ def execute(sweep: Sweep, job: Job, bar=None) -> RunOutput:
     output = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval, sweep.config, bar)
     if output.predictions is not None:
         output.predictions.uns[PREDICTIONS_UNS_KEY].update(run_key=job.key, scoring_version=SCORING_VERSION)
-    output.record.run_key, output.record.scoring_version = job.key, SCORING_VERSION
+    output.record.run_key, output.record.scoring_version, output.record.versions = job.key, SCORING_VERSION, package_versions()
     return output
 
 
