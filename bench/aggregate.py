@@ -1,5 +1,5 @@
 """Aggregates of published boards, computed once per board or group of boards: per-predictor
-summaries over seeds, the headline frame with drug-level intervals, the ranking and its neighbour
+summaries over seeds, the headline frame with its intervals, the ranking and its neighbour
 comparisons, and the machine-readable results."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 
 from bench.board import Board, across, is_reference
 from bench.evaluation import calibrated
-from bench.headline import headline, headline_metrics, interval
+from bench.headline import CLUSTER, headline, headline_metrics, interval, paired_comparison
 from bench.record import EPOCH_KEY, HEADLINE_COLUMNS, OK, REPLICATE_NORM_SUFFIX, SELECTIONS, VAL_SELECTED, norm_column, replicate_column
-from bench.stability import separations
+from bench.schema import DRUG
 
 
 def summary_frame(board: Board, selection: str) -> pd.DataFrame:
@@ -45,8 +45,9 @@ def predictor_order(boards: list[Board]) -> list[str]:
 def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
     """Every predictor (references included) with its headline over seeds (validation-selected
     epoch; pooled over folds and split seeds when given several boards), its 95% interval from a
-    bootstrap over held-out drugs and its calibrated components, best first; plus a `replicate` row:
-    half of the true cells predicting the other half. Computed once per group of boards."""
+    bootstrap over clusters of related drugs and then each run's model seeds, the drugs and clusters
+    it rests on and its calibrated components, best first; plus a `replicate` row: half of the true
+    cells predicting the other half. Computed once per group of boards."""
     return _headlines(tuple([boards] if isinstance(boards, Board) else boards)).copy()
 
 
@@ -58,16 +59,16 @@ def _headlines(group: tuple[Board, ...]) -> pd.DataFrame:
         frame = across(boards, name)
         if frame.empty or not headline_metrics(frame):
             continue
-        low, high = interval(frame)
+        low, high = interval(across(boards, name, by_seed=True))
         runs = [r for b in boards for r in b.ok() if r["predictor"] == name]
-        row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame),
-               "low": low, "high": high, "seeds": len({r["seed"] for r in runs})}
+        row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame), "low": low, "high": high,
+               "drugs": frame[DRUG].nunique(), "clusters": frame[CLUSTER].nunique(), "seeds": len({r["seed"] for r in runs})}
         row.update({norm_column(m): calibrated(frame, m) for m in headline_metrics(frame)})
         rows.append(row)
         if replicate is None and all(replicate_column(m) in frame for m in headline_metrics(frame)):
             ref = frame.assign(**{m: frame[replicate_column(m)] for m in headline_metrics(frame)}).dropna()
-            replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan,
-                         "high": np.nan, "seeds": 0, **{norm_column(m): calibrated(ref, m) for m in headline_metrics(ref)}}
+            replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan, "high": np.nan,
+                         "drugs": 0, "clusters": 0, "seeds": 0, **{norm_column(m): calibrated(ref, m) for m in headline_metrics(ref)}}
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -82,7 +83,8 @@ def ranking(boards: Board | list[Board]) -> pd.DataFrame:
 
 
 def neighbour_pairs(boards: Board | list[Board]) -> list[dict]:
-    """The ranking's adjacent pairs (best first) with their paired drug-level comparison."""
+    """The ranking's adjacent pairs (best first) with their paired comparison (bootstrap over
+    clusters of related drugs, then each predictor's model seeds)."""
     return list(_pairs(tuple([boards] if isinstance(boards, Board) else boards)))
 
 
@@ -91,7 +93,8 @@ def _pairs(group: tuple[Board, ...]) -> tuple[dict, ...]:
     boards = list(group)
     ranked = ranking(boards)
     names = ranked["predictor"].tolist() if not ranked.empty else []
-    return tuple(separations(names, {n: across(boards, n) for n in names})) if len(names) > 1 else ()
+    frames = {n: across(boards, n, by_seed=True) for n in names}
+    return tuple({"above": a, "below": b, **paired_comparison(frames[a], frames[b])} for a, b in zip(names, names[1:]))
 
 
 def replicate_row(board: Board, frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.headline import CLUSTER, KEYS, RUN, SEED
 from bench.record import (
     HEADLINE_COLUMNS,
     NORM_SUFFIX,
@@ -23,7 +24,7 @@ from bench.record import (
     read_json,
     read_record,
 )
-from bench.schema import PAPER_METRICS
+from bench.schema import DRUG, PAPER_METRICS
 from metrics import METRICS
 
 REFERENCE_NAMES = {"oracle"}  # bounds, never "best"; a result's own `reference` flag also counts
@@ -89,6 +90,13 @@ class Board:
         if self.fold is not None:
             parts.append(f"fold {self.fold + 1} of {summary.get('folds')}")
         return ", ".join(parts)
+
+    @property
+    def clusters(self) -> dict[str, str] | None:
+        """drug -> cluster of related drugs, as `bench run` recorded it in run.json (`drug_clusters`);
+        None for run folders written before it did."""
+        recorded = [m["drug_clusters"] for m in self.metas if m.get("drug_clusters")]
+        return {d: c for clusters in recorded for d, c in clusters.items()} if recorded else None
 
     def ok(self) -> list[dict]:
         return [r for r in self.results if r["status"] == OK]
@@ -166,34 +174,47 @@ def _read_conditions(path: str, stamp: tuple[int, int]) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def pooled_conditions(board: Board, predictor: str, selection: str = VAL_SELECTED, seed: int | None = None) -> pd.DataFrame:
-    """Per test condition, every score and floor column of `predictor` at the selected epoch,
-    averaged over its seeds (or of model seed `seed` only; floors are the same for every seed)."""
+def seed_conditions(board: Board, predictor: str, selection: str = VAL_SELECTED) -> pd.DataFrame:
+    """Per test condition and model seed (`seed` column), every score and reference column of
+    `predictor` at the selected epoch."""
     frames = []
     for r in board.ok():
         path = Path(r.get("run_path", "")) / "conditions.csv"
-        if r["predictor"] != predictor or not path.exists() or (seed is not None and r["seed"] != seed):
+        if r["predictor"] != predictor or not path.exists():
             continue
         stat = path.stat()
         frame = _read_conditions(str(path), (stat.st_mtime_ns, stat.st_size))
         if "selection" in frame:
-            frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]))
-    if not frames:
+            frames.append(frame[frame["selection"] == selection].drop(columns=["selection", "epoch"]).assign(**{SEED: r["seed"]}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pooled_conditions(board: Board, predictor: str, selection: str = VAL_SELECTED, seed: int | None = None) -> pd.DataFrame:
+    """Per test condition, every score and reference column of `predictor` at the selected epoch,
+    averaged over its seeds (or of model seed `seed` only; references are the same for every seed)."""
+    frame = seed_conditions(board, predictor, selection)
+    if seed is not None and not frame.empty:
+        frame = frame[frame[SEED] == seed]
+    if frame.empty:
         return pd.DataFrame()
-    keys = ["cell_type", "drug", "dose"]
-    return pd.concat(frames).groupby(keys, as_index=False).mean(numeric_only=True)
+    return frame.drop(columns=[SEED]).groupby(KEYS, as_index=False).mean(numeric_only=True)
 
 
-def across(boards: list[Board], predictor: str, seed: int | None = None) -> pd.DataFrame:
-    """`pooled_conditions` of several boards (folds, split seeds) stacked; a drug held out under two
-    split seeds counts as two units of the drug bootstrap (the folds of one split seed hold out
-    disjoint drugs)."""
+def across(boards: list[Board], predictor: str, seed: int | None = None, by_seed: bool = False) -> pd.DataFrame:
+    """`pooled_conditions` of several boards (folds, split seeds) stacked, with each drug's cluster of
+    related drugs (`cluster`: run.json's `drug_clusters`; the drug itself for folders without them). A
+    drug held out under two split seeds is two drugs of one cluster (the folds of one split seed hold
+    out disjoint drugs). `by_seed`: one row per condition and model seed instead, with the board's
+    position as `run` (the bootstrap draws each run's seeds)."""
     frames = []
     relabel = len({b.split_seed for b in boards}) > 1
-    for board in boards:
-        frame = pooled_conditions(board, predictor, seed=seed)
-        if not frame.empty and relabel:
-            frame = frame.assign(drug=frame["drug"].astype(str) + f" (split seed {board.split_seed})")
+    for run, board in enumerate(boards):
+        frame = seed_conditions(board, predictor).assign(**{RUN: run}) if by_seed else pooled_conditions(board, predictor, seed=seed)
+        if frame.empty:
+            continue
+        drugs = frame[DRUG].astype(str)
+        frame = frame.assign(**{CLUSTER: drugs.map(board.clusters or {}).fillna(drugs)})
+        if relabel:
+            frame = frame.assign(**{DRUG: drugs + f" (split seed {board.split_seed})"})
         frames.append(frame)
-    frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,7 +1,8 @@
 """The headline score: one calibrated number per predictor, 0 = the mean baseline (`train_mean`: the
 training drugs' mean change per cell type and dose), 1 = perfect, with 95% intervals from a bootstrap
-over held-out drugs (a drug's conditions are not independent). The same score against "no change"
-(the real controls as the prediction) is kept beside it.
+over clusters of related held-out drugs (neither a drug's conditions nor sibling drugs are
+independent), then each run's model seeds; a paired comparison tests the difference its interval
+shows. The same score against "no change" (the real controls as the prediction) is kept beside it.
 
 It is the mean of four calibrated scores: the mean change (`delta_DE50`), DE recovery from the
 predicted change (`de_recall`), the distribution (`energy_DE50`, an unbiased energy distance) and

@@ -9,24 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.aggregate import headline_frame, neighbour_pairs, ranking, replicate_row, split_groups, summary_frame
-from bench.board import Board, across, column_groups, higher_is_better, pooled_conditions
-from bench.record import NORM_SUFFIX, OK, TEST_SELECTED, VAL_SELECTED
+from bench.aggregate import headline_frame, neighbour_pairs, replicate_row, split_groups, summary_frame
+from bench.board import Board, column_groups, higher_is_better
+from bench.record import OK, TEST_SELECTED, VAL_SELECTED
 from bench.sensitivity import sensitivity_lines
-from bench.stability import detectable, headline_scores, mean_kendall_tau, verdict
+from bench.stability import data_set_lines, fmt, headline_table, resampling_lines, significance_lines, stability_lines
 from bench.table1 import UNITS, markdown
 from metrics import METRICS
 
 MANIFEST = "published.json"
 CLAIMS_PAGE = "claims.md"
 RESULTS = "results.csv"
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    if pd.isna(value):
-        return "-"
-    text = f"{value:.{digits}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def best_values(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
@@ -38,7 +31,7 @@ def best_values(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
         values = candidates[col].dropna() if col in candidates else pd.Series(dtype=float)
         if direction is None or values.empty:
             continue
-        best[col] = _fmt(values.max() if direction else values.min())
+        best[col] = fmt(values.max() if direction else values.min())
     return best
 
 
@@ -53,11 +46,11 @@ def markdown_table(frame: pd.DataFrame, metrics: list[str], extra: dict[str, str
     for _, row in frame.iterrows():
         cells = [f"{row['predictor']} (reference)" if row["reference"] else row["predictor"]]
         for m in metrics:
-            text = _fmt(row[m])
+            text = fmt(row[m])
             sd = row.get(f"{m}_sd", np.nan)
             cell = text + ("" if pd.isna(sd) else f" ± {sd:.3f}")
             cells.append(f"**{cell}**" if best.get(m) == text and text != "-" else cell)
-        cells += [str(row[key]) if isinstance(row[key], (str, int, np.integer)) else _fmt(row[key], 2) for key in extra]
+        cells += [str(row[key]) if isinstance(row[key], (str, int, np.integer)) else fmt(row[key], 2) for key in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -87,71 +80,6 @@ def provenance_lines(board: Board) -> list[str]:
     return lines
 
 
-def stability_lines(boards: list[Board], pairs: list[dict] | None = None) -> list[str]:
-    """Kendall tau of the headline ranking (non-reference predictors) across model seeds and, with
-    several boards, across folds or split seeds; then the ranking written with the separations its drug-level
-    intervals support."""
-    ranked = ranking(boards)
-    if len(ranked) < 2:
-        return []
-    names = ranked["predictor"].tolist()
-    model_seeds = sorted({r["seed"] for b in boards for r in b.ok()})
-    by_seed = [headline_scores({n: across(boards, n, seed) for n in names}) for seed in model_seeds]
-    tau, n_pairs = mean_kendall_tau(by_seed)
-    lines = [f"- Across model seeds ({', '.join(map(str, model_seeds))}): mean Kendall tau "
-             + (f"{tau:.2f} over {n_pairs} pair(s) of seeds." if n_pairs else "not available (one seed).")]
-    if len(boards) > 1:
-        by_split = [headline_scores({n: pooled_conditions(b, n) for n in names}) for b in boards]
-        tau, n_pairs = mean_kendall_tau(by_split)
-        what = (f"the {len(boards)} folds ({', '.join(b.label for b in boards)}; each tests other drugs)"
-                if any(b.fold is not None for b in boards) else f"split seeds ({', '.join(str(b.split_seed) for b in boards)})")
-        lines.append(f"- Across {what}: mean Kendall tau {tau:.2f} over {n_pairs} pair(s).")
-    pairs = neighbour_pairs(boards) if pairs is None else pairs
-    lines.append(f"- Supported by drug-level 95% paired intervals (`>` separated, `≈` not): {verdict(pairs)}")
-    return lines
-
-
-def headline_table(frame: pd.DataFrame) -> str:
-    """Markdown: rank, predictor, headline with its drug-bootstrap interval, then the calibrated
-    components and any per-split-seed headline columns."""
-    if frame.empty:
-        return "(no successful runs with the headline metrics)"
-    parts = [c for c in frame.columns if c.endswith(NORM_SUFFIX) or c.startswith("split seed")]
-    head = ["rank", "predictor", "headline", "95% interval (drugs)", *parts, "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    rank = 0
-    for _, row in frame.iterrows():
-        rank += not row["reference"]
-        label = f"{row['predictor']} (reference)" if row["reference"] else row["predictor"]
-        spread = "-" if pd.isna(row["low"]) else f"{row['low']:.3f} to {row['high']:.3f}"
-        values = [_fmt(row[c]) for c in parts]
-        lines.append(f"| {'-' if row['reference'] else rank} | {label} | {_fmt(row['headline'])} | {spread} | "
-                     + " | ".join(values) + f" | {row['seeds'] or '-'} |")
-    return "\n".join(lines)
-
-
-def significance_lines(boards: Board | list[Board], pairs: list[dict] | None = None) -> list[str]:
-    """The top non-reference predictor against the next on the headline (paired bootstrap over
-    held-out drugs, one-sided Wilcoxon signed-rank test over per-drug differences), and the smallest
-    difference this page can detect (80% power, 5% level) from the per-drug spread of its neighbours."""
-    pairs = neighbour_pairs(boards) if pairs is None else pairs
-    if not pairs:
-        return []
-    cmp, (mde, n) = pairs[0], detectable(pairs)
-    top = [cmp["above"], cmp["below"]]
-    if pd.isna(cmp["low"]):
-        return [f"{top[0]} vs {top[1]}: headline difference {cmp['difference']:+.3f}; one held-out drug, no interval."]
-    seen = f"the smallest difference this page detects with 80% power at the 5% level is {mde:.3f} ({n} drugs)"
-    verdict = (f"{top[0]} is ahead of {top[1]} at the 95% level; {seen}" if cmp["low"] > 0 else
-               f"not separated at the 95% level; differences below {mde:.3f} cannot be seen here (80% power, 5% level, {n} drugs)")
-    return [
-        f"{top[0]} vs {top[1]} over {cmp['drugs']} held-out drugs: headline difference {cmp['difference']:+.3f} "
-        f"(95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}); {top[0]} ahead on "
-        f"{cmp['ahead']}/{cmp['drugs']} drugs, Wilcoxon signed-rank one-sided p = {cmp['p']:.3g}. "
-        f"Verdict: {verdict}."
-    ]
-
-
 def failure_lines(board: Board) -> list[str]:
     failed = [r for r in board.results if r["status"] != OK]
     return [f"- {r['predictor']} (seed {r['seed']}): {r['status']}: {r.get('error')}" for r in failed]
@@ -166,7 +94,8 @@ HEADLINE_NOTE = (
     "over the conditions where it is defined (DE-set scores skip conditions without a significant true "
     "DE gene, scored instead by `activity_auroc`) and counted at no less than -1. `vs no change`: the "
     "same score with the real controls as 0. Validation-selected epoch, "
-    "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over held-out drugs. "
+    "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over clusters of related "
+    "held-out drugs, then each run's model seeds (below the table). "
     "`replicate` is a reference, not a method: half of the true cells predicting the other half."
 )
 
@@ -202,7 +131,7 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     parts = [f"# Leaderboard: `{board.split}`", "", *forest_line(plots, FOREST), *provenance_lines(board), ""]
     parts += [
         "## Headline ranking", "", HEADLINE_NOTE, "", headline_table(headline_frame(board)), "",
-        *significance_lines(board, pairs), "",
+        *resampling_lines([board]), "", *significance_lines(board, pairs), "",
         "### Ranking stability", "", *(stability_lines([board], pairs) or ["Fewer than two ranked predictors."]), "",
         *sensitivity_lines([board], "###"),
         "Below, each metric is computed per held-out test condition (cell type, drug, dose) and averaged over",
@@ -243,24 +172,6 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
     return "\n".join(parts)
 
 
-def data_set_lines(groups: dict[str, list[Board]]) -> list[str]:
-    """Kendall tau of the headline ranking between data sets (e.g. generator presets) run on the
-    same split: does the verdict survive a change of data?"""
-    by_split: dict[str, list[pd.Series]] = {}
-    for group in groups.values():
-        names = ranking(group)["predictor"].tolist() if not ranking(group).empty else []
-        split = group[0].meta.get("split", group[0].base)
-        by_split.setdefault(split, []).append(headline_scores({n: across(group, n) for n in names}))
-    lines = []
-    for split, rankings in by_split.items():
-        if len(rankings) > 1:
-            tau, pairs = mean_kendall_tau(rankings)
-            lines += [f"## Across data sets: `{split}`", "",
-                      f"Mean Kendall tau of the headline ranking between the {len(rankings)} data sets: {tau:.2f} "
-                      f"({pairs} pair(s); predictors each data set ranks).", ""]
-    return lines
-
-
 def pooled_label(boards: list[Board]) -> str:
     """What a pooled page pools: '5 folds (every held-out drug tested once)', 'folds 1, 2 of 5', 'split seeds 0, 1', or both."""
     seeds = sorted({b.split_seed for b in boards})
@@ -297,7 +208,7 @@ def render_pooled_page(base: str, boards: list[Board], plots: dict[str, str] | N
              *[f"- [{b.label}]({b.split}.md): test drugs {', '.join((b.meta.get('split_summary') or {}).get('test_drug_names', [])) or '?'}"
                for b in boards], "",
              "## Headline ranking, pooled", "", HEADLINE_NOTE, "",
-             headline_table(pooled), "", *significance_lines(boards, pairs), "",
+             headline_table(pooled), "", *resampling_lines(boards), "", *significance_lines(boards, pairs), "",
              "## Ranking stability", "", *stability_lines(boards, pairs), "", *sensitivity_lines(boards)]
     return "\n".join(parts)
 
@@ -329,7 +240,7 @@ def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[
             seeds = ", ".join(map(str, sorted({r["seed"] for r in board.results})))
             parts += [f"## [`{board.split}`]({board.split}.md)", "", *forest_line(plots.get(board.split), FOREST),
                       f"Data: {_describe_data(board.meta)}; seeds: {seeds}.", "",
-                      headline_table(headline_frame(board)), "", *significance_lines(board), "",
+                      headline_table(headline_frame(board)), "", *resampling_lines([board]), "", *significance_lines(board), "",
                       f"Full tables, plots and provenance: [{board.split}.md]({board.split}.md).", ""]
             continue
         seeds = ", ".join(map(str, sorted({r["seed"] for b in group for r in b.results})))
@@ -337,7 +248,7 @@ def render_overview(boards: dict[str, Board], reproduce: list[str], plots: dict[
         pairs = neighbour_pairs(group)
         parts += [f"## [`{base}`, pooled over {pooled_label(group)}]({page}.md)", "", *forest_line(plots.get(page), FOREST),
                   f"Data: {_describe_data(group[0].meta)}; model seeds: {seeds}.", "",
-                  headline_table(headline_frame(group)), "", *significance_lines(group, pairs), "",
+                  headline_table(headline_frame(group)), "", *resampling_lines(group), "", *significance_lines(group, pairs), "",
                   *stability_lines(group, pairs), "",
                   "Each one's full tables, plots and provenance: "
                   + ", ".join(f"[{b.label}]({b.split}.md)" for b in group) + ".", ""]

@@ -61,7 +61,7 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
     shown: dict[str, dict[str, str]] = {}  # page name -> its plots (paths relative to out_dir)
 
     def draw(name: str, group: list[Board], images: dict[str, Path]) -> dict[str, str]:
-        title = f"{name}: headline, 95% interval over held-out drugs"
+        title = f"{name}: headline, 95% interval over clusters of held-out drugs and seeds"
         drawn = plots.forest(headline_frame(group), detectable(neighbour_pairs(group))[0], out_dir / "plots" / f"{name}_forest.png", title)
         images = ({FOREST: drawn} if drawn else {}) | images
         written.extend(images.values())
@@ -77,7 +77,7 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
             page = out_dir / f"{base}-pooled.md"
             atomic_write_text(page, render_pooled_page(base, group, draw(f"{base}-pooled", group, {})))
             written.append(page)
-    atomic_write_text(out_dir / CLAIMS_PAGE, render_claims(split_groups(boards)))
+    atomic_write_text(out_dir / CLAIMS_PAGE, render_claims(split_groups(boards), table1))
     written.append(out_dir / CLAIMS_PAGE)
     atomic_write_csv(out_dir / RESULTS, results_frame(boards))
     reproduce = reproduce_commands(boards, out_dir, table1)

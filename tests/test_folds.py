@@ -1,16 +1,15 @@
-"""K-fold hold-outs: every drug tested exactly once, pooled into one leaderboard; the detectable
-difference each page states."""
+"""K-fold hold-outs: every drug tested exactly once, pooled into one leaderboard with the detectable
+difference each page states (its power: tests/test_headline.py)."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pytest
-from scipy import stats
 
 from bench.cli import main
 from bench.data.benchmark import Benchmark, load_default
 from bench.errors import BenchError
-from bench.headline import detectable_difference
 from splits import benchmark_split
 from splits.base import TEST, TRAIN, VAL
 from splits.unseen_drug_families import drug_groups
@@ -81,26 +80,25 @@ def test_folds_run_and_publish_pooled(tmp_path):
     assert main(argv) == 0
     folders = [out / f"fold{k}" for k in range(3)]
     assert all((f / "run.json").exists() for f in folders)
+    clusters = json.loads((folders[0] / "run.json").read_text())["drug_clusters"]
+    assert len(clusters) == 12 and len(set(clusters.values())) == 4  # the smoke data's 4 families, as scaffolds
     assert main(["leaderboard", *map(str, folders), "--out", str(board)]) == 0
     pooled = (board / "unseen_drugs-pooled.md").read_text()
     assert "pooled over 3 folds (every held-out drug tested once)" in pooled
-    assert "over 12 held-out drugs" in pooled  # every smoke drug, once
+    assert "over 12 held-out drugs in 4 cluster(s)" in pooled  # every smoke drug, once
+    assert "rest on 4 cluster(s) of related drugs (Bemis-Murcko scaffolds; 12 held-out drugs)" in pooled
     assert "cannot be seen here" in pooled or "detects with 80% power" in pooled
+    assert "Across model seeds (0, every fold pooled): mean Kendall tau not available (one seed)" in pooled
+    for folder in folders:  # run folders written before run.json recorded the clusters: one cluster per drug
+        meta = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "drug_clusters"}))
+    assert main(["leaderboard", *map(str, folders), "--out", str(board)]) == 0
+    pooled = (board / "unseen_drugs-pooled.md").read_text()
+    assert "rest on 12 cluster(s) of related drugs (one cluster per drug: these run folders record no drug clusters" in pooled
     assert (board / "plots" / "unseen_drugs-pooled_forest.png").stat().st_size > 1000
     overview = (board / "README.md").read_text()
     assert "[fold 2 of 3](unseen_drugs-fold1.md)" in overview
     assert overview.index("plots/unseen_drugs-pooled_forest.png") < overview.index("| rank |")
-
-
-def test_detectable_difference_has_the_stated_power():
-    """At the stated difference, a paired test over n drugs rejects about 80% of the time."""
-    rng = np.random.default_rng(0)
-    n, sd = 40, 0.2
-    mde = detectable_difference(sd, n)
-    rejected = [stats.ttest_1samp(rng.normal(mde, sd, n), 0.0).pvalue < 0.05 for _ in range(4000)]
-    assert 0.76 < np.mean(rejected) < 0.84
-    assert detectable_difference(sd, 4 * n) == pytest.approx(mde / 2)
-    assert np.isnan(detectable_difference(sd, 1))
 
 
 def test_pooled_label_says_when_folds_are_missing():

@@ -29,7 +29,7 @@ def test_split_seeds_run_separately_and_publish_pooled(tmp_path):
     group = split_groups(boards)["unseen_drugs"]
     both = headline_frame(group).set_index("predictor")
     one = headline_frame(group[0]).set_index("predictor")
-    assert both.loc["control_mean", "headline"] == pytest.approx(0.0, abs=1e-12)
+    assert both.loc["train_mean", "headline"] == pytest.approx(0.0, abs=1e-12)  # the mean baseline is 0
     assert both.loc["knn", "headline"] != one.loc["knn", "headline"]  # the second hold-out counts
     assert "unseen_drugs-pooled" in (board_dir / "README.md").read_text()
 
@@ -44,5 +44,5 @@ def test_kendall_tau_and_verdict():
     a = pd.Series({"x": 3.0, "y": 2.0, "z": 1.0})
     assert mean_kendall_tau([a, a]) == (1.0, 1)
     assert mean_kendall_tau([a, -a])[0] == -1.0
-    pairs = [{"above": "x", "below": "y", "low": 0.1}, {"above": "y", "below": "z", "low": -0.2}]
+    pairs = [{"above": "x", "below": "y", "low": 0.1, "high": 0.3}, {"above": "y", "below": "z", "low": -0.2, "high": 0.1}]
     assert verdict(pairs) == "x > y ≈ z"

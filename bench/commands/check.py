@@ -1,6 +1,7 @@
 """`bench check`: read --sc (and --bulk) exactly as `bench run` does and summarise what a run would
 see (cells, genes, drugs, doses and controls per cell type, combinations, the overlap with the bulk
-set, the unseen-drug hold-out, predictors that would be skipped), or stop with the same one-line error."""
+set, the unseen-drug hold-out, the clusters of related drugs, predictors that would be skipped), or
+stop with the same one-line error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 
 import numpy as np
 
+from bench.commands.clusters import cluster_line, drug_clusters
 from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combinations_among
@@ -132,5 +134,5 @@ def run(args: argparse.Namespace) -> int:
     split = benchmark_split(bench, "unseen_drugs", args.split_seed, args.split_column)
     source = f"stored in column '{args.split_column}'" if args.split_column else f"seed {args.split_seed}"
     print("\n".join(single_cell_lines(bench) + bulk_lines(bench) + split_lines(bench, split, source)
-                    + skipped_lines(bench, split)))
+                    + [cluster_line(drug_clusters(bench))] + skipped_lines(bench, split)))
     return 0

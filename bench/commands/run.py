@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from bench.commands.clusters import drug_clusters
 from bench.commands.data import add_data_arguments, load_benchmark
 from bench.data.combinations import is_combination
 from bench.errors import BenchError, closest
@@ -153,6 +154,7 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
         "seeds": config.seeds,
         "predictors": config.predictors,
         "data": bench.describe(),
+        "drug_clusters": drug_clusters(bench),
         "versions": package_versions(),
     }
     atomic_write_json(out / "run.json", meta)
