@@ -2,10 +2,11 @@
 
 CPA's own code is unchanged. Importing this module applies, and announces once on stderr, only the
 shims that are needed: anndata 0.12 removed `anndata.read`; anndata 0.10 renamed `SparseDataset`;
-torch >= 2.6 loads with `weights_only=True`, which breaks `CPA.load` (scvi pickles numpy and pandas
-objects), so scvi's own model loader alone loads with `weights_only=False`; `cpa._model` imports
-tkinter for nothing. `load_cpa()` then imports cpa without letting it silence every warning of the
-process (its `__init__` calls `warnings.simplefilter('ignore')`) and quiets its per-cell progress bars.
+`cpa._model` imports tkinter for nothing. Nothing re-enables pickle loading: bench never loads a
+saved CPA model, and torch >= 2.6 loads scvi's pickled models (`CPA.load`) only when whoever trusts
+the file passes `weights_only=False` itself. `load_cpa()` then imports cpa without letting it silence
+every warning of the process (its `__init__` calls `warnings.simplefilter('ignore')`) and quiets its
+per-cell progress bars.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import warnings
 from typing import Any
 
 import anndata
-import torch
 
 log = logging.getLogger(__name__)
 APPLIED: list[str] = []
@@ -45,28 +45,6 @@ def _shim_tkinter() -> None:
         APPLIED.append("tkinter stub (cpa._model imports tkinter.N and never uses it; this Python has no Tk)")
 
 
-class _TorchLoadingFullPickles(types.ModuleType):
-    """torch as seen from scvi's model loader: `load` defaults to `weights_only=False`."""
-
-    def __init__(self) -> None:
-        super().__init__("torch")
-
-    def __getattr__(self, name: str):
-        return getattr(torch, name)
-
-    @staticmethod
-    def load(*args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return torch.load(*args, **kwargs)
-
-
-def _shim_scvi_loader() -> None:
-    scvi_utils: Any = importlib.import_module("scvi.model.base._utils")
-    if not isinstance(scvi_utils.torch, _TorchLoadingFullPickles):
-        scvi_utils.torch = _TorchLoadingFullPickles()
-        APPLIED.append("scvi model loader: torch.load(weights_only=False) (torch >= 2.6 defaults to True; scvi pickles numpy/pandas)")
-
-
 def _import_quietly(name: str):
     """Import `name` without its import-time deprecation noise, keeping the process's warning
     filters afterwards (cpa's `__init__` resets them to 'ignore')."""
@@ -80,7 +58,6 @@ def _import_quietly(name: str):
 _shim_anndata()
 _shim_tkinter()
 _import_quietly("scvi")
-_shim_scvi_loader()
 if APPLIED:
     log.warning("cpa-tools compatibility shims applied: %s", "; ".join(APPLIED))
 

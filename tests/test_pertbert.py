@@ -22,7 +22,8 @@ from predictors.pertbert.batches import EpochPlanner
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import EncoderConfig, LSTMDecoder
 from predictors.pertbert.predictor import energy_distance
-from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, pretrain
+from predictors.pertbert.pretrain import Pretrained, checkpoint_path, pretrain
+from predictors.pertbert.settings import TABLE1
 from splits import get_split
 from splits.base import TEST, TRAIN, VAL
 

@@ -19,7 +19,8 @@ from bench.schema import CELL_TYPE, DOSE, DRUG
 from predictors import registry
 from predictors.base import Task
 from predictors.pertbert import pretrain as pretrain_module
-from predictors.pertbert.pretrain import TABLE1, Pretrained, checkpoint_path, hold_out_conditions, pretrain, select_profiles
+from predictors.pertbert.pretrain import Pretrained, checkpoint_path, hold_out_conditions, pretrain, select_profiles
+from predictors.pertbert.settings import TABLE1
 from splits import get_split
 from splits.base import TEST, TRAIN, VAL
 

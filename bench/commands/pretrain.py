@@ -18,7 +18,8 @@ from bench.errors import BenchError
 from bench.io import atomic_write_csv
 from bench.schema import CELL_TYPE, DRUG
 from bench.table1 import COLUMNS, METRICS, UNITS, markdown
-from predictors.pertbert.pretrain import STAGES, TABLE1, pretrained
+from predictors.pertbert.pretrain import pretrained
+from predictors.pertbert.settings import STAGES, TABLE1
 
 
 def register(sub: argparse._SubParsersAction) -> None:

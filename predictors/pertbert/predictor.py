@@ -34,7 +34,8 @@ from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense
 from predictors.pertbert.batches import EpochPlanner, Step
 from predictors.pertbert.device import gpu_request, resolve_device
 from predictors.pertbert.model import EncoderConfig, FineTuneModel, FixedDrugs, LearnedDrugs, PatchEncoder
-from predictors.pertbert.pretrain import VARIANT_SETTINGS, Pretrained, log_dose, pretrained, untrained
+from predictors.pertbert.pretrain import Pretrained, log_dose, pretrained, untrained
+from predictors.pertbert.settings import VARIANT_SETTINGS
 from predictors.signatures import LineMatchedShifts
 
 

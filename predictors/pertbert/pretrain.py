@@ -12,14 +12,15 @@ two: masked-value regression alone for the first half of the epochs, then all fo
 
 Weights are initialised from local seeds (`local_seed`), never from whatever state torch's global
 generator was left in, so a checkpoint read from the cache and one just trained give the same runs.
+The settings are predictors/pertbert/settings.py; checkpoints (tensors read with weights_only, a
+manifest with their sha256) predictors/pertbert/checkpoint.py: one that fails its check is trained again.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+import contextlib
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -30,74 +31,14 @@ from torch import nn
 
 from bench.errors import BenchError, DataUnsuitable
 from bench.fingerprint import adata_fingerprint, config_hash
-from bench.io import atomic_write_bytes, file_lock
+from bench.io import file_lock
 from bench.schema import CELL_TYPE, CONTROL, DOSE, DRUG
 from predictors.base import dense
+from predictors.pertbert.checkpoint import CheckpointUnusable, read_checkpoint, write_checkpoint
 from predictors.pertbert.model import EncoderConfig, PatchEncoder, PretrainHeads
+from predictors.pertbert.settings import DATA_SETS, PretrainSetting, local_seed
 
-DATA_SETS = ("whole", "subset", "transfer")
-STAGES = (1, 2)
 HELD_OUT_FRACTION = 0.1
-
-
-@contextmanager
-def local_seed(seed: int) -> Iterator[None]:
-    """Run the block with torch's CPU generator seeded to `seed`, then restore the generator's state:
-    what the block draws (module initialisation) depends on `seed` alone, and it takes nothing from
-    the draws of whatever runs after it."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
-
-
-@dataclass(frozen=True)
-class PretrainSetting:
-    """One pre-training configuration: which bulk profiles, which tasks, how much masking, and in how
-    many stages (2: masking alone for the first `epochs // 2` epochs, then the four tasks)."""
-
-    data: str
-    four_task: bool
-    mask: float
-    epochs: int = 12
-    batch: int = 128
-    lr: float = 1e-3
-    seed: int = 0
-    stages: int = 1
-
-    def __post_init__(self) -> None:
-        if self.stages not in STAGES:
-            raise BenchError(f"pre-training stages {self.stages}: expected 1 or 2")
-        if self.stages == 2 and not self.four_task:
-            raise BenchError("two-stage pre-training needs the four tasks (its first stage is the one task)")
-
-    @property
-    def label(self) -> str:
-        staged = ", two stages" if self.stages == 2 else ""
-        return f"{'four' if self.four_task else 'one'}-task {self.mask:.0%} {self.data}{staged}"
-
-    def with_stages(self, stages: int) -> PretrainSetting:
-        """This setting pre-trained in `stages` stages; a one-task setting has a single stage whatever
-        is asked (masking alone is the first stage), so it keeps one checkpoint."""
-        if stages not in STAGES:
-            raise BenchError(f"pre-training stages {stages}: expected 1 or 2")
-        return replace(self, stages=stages) if self.four_task else self
-
-    def tasks_at(self, epoch: int) -> bool:
-        """Whether epoch `epoch` (0-based) trains the cell-line, drug and dose heads."""
-        return self.four_task and (self.stages == 1 or epoch >= self.epochs // 2)
-
-
-# The paper's Table 1 rows, and the settings its fine-tuned variants start from.
-TABLE1 = {
-    "one_task_80_subset": PretrainSetting("subset", four_task=False, mask=0.80),
-    "one_task_15_whole": PretrainSetting("whole", four_task=False, mask=0.15),
-    "four_task_15_subset": PretrainSetting("subset", four_task=True, mask=0.15),
-}
-VARIANT_SETTINGS = {
-    "whole": TABLE1["one_task_15_whole"],
-    "subset": TABLE1["four_task_15_subset"],
-    "transfer": PretrainSetting("transfer", four_task=True, mask=0.15),
-}
 
 
 def log_dose(dose: np.ndarray) -> np.ndarray:
@@ -190,13 +131,17 @@ class Pretrained:
                    list(state["cell_lines"]), list(state["drugs"]), dict(state["metrics"]), setting)
 
     def save(self, path: Path) -> None:
-        buf = io.BytesIO()
-        torch.save(self.state(), buf)
-        atomic_write_bytes(path, buf.getvalue())
+        """Write the checkpoint: tensors and a manifest with their sha256 (predictors/pertbert/checkpoint.py)."""
+        write_checkpoint(path, self.state())
 
     @classmethod
     def load(cls, path: Path) -> Pretrained:
-        return cls.from_state(torch.load(path, weights_only=False))
+        """Read a checkpoint written by `save`; `CheckpointUnusable` with the reason when it cannot be used."""
+        state = read_checkpoint(path)
+        try:
+            return cls.from_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a manifest that does not fit its tensors
+            raise CheckpointUnusable(f"its manifest does not fit its tensors ({type(exc).__name__})") from None
 
 
 def untrained(bulk: ad.AnnData, cfg_overrides: dict, seed: int, control: str = CONTROL) -> Pretrained:
@@ -299,10 +244,14 @@ def pretrained(cache_dir: Path, bulk: ad.AnnData, setting: PretrainSetting, sc_c
     cfg_overrides = cfg_overrides or {}
     path = checkpoint_path(cache_dir, bulk, setting, cfg_overrides, sc_cell_types, sc_drugs)
     if path.exists():
-        return Pretrained.load(path)
-    with file_lock(path.with_name(path.name + ".lock")):  # runs in other processes may want the same checkpoint
-        if path.exists():  # pre-trained by one of them while this one waited
+        with contextlib.suppress(CheckpointUnusable):  # said below, under the lock
             return Pretrained.load(path)
+    with file_lock(path.with_name(path.name + ".lock")):  # runs in other processes may want the same checkpoint
+        if path.exists():  # pre-trained by one of them while this one waited, or there before
+            try:
+                return Pretrained.load(path)
+            except CheckpointUnusable as exc:
+                print(f"PertBERT checkpoint {path}: {exc}; pre-training it again", file=sys.stderr)
         model = pretrain(bulk, setting, sc_cell_types, sc_drugs, cfg_overrides, control, progress, device)
         model.save(path)
     return model
