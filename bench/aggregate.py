@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.board import Board, across, is_reference
 from bench.evaluation import calibrated
-from bench.headline import CLUSTER, headline, headline_metrics, interval, paired_comparison
+from bench.headline import CLUSTER, cluster_interval, headline, headline_metrics, paired_comparison
 from bench.record import EPOCH_KEY, HEADLINE_COLUMNS, OK, REPLICATE_NORM_SUFFIX, SELECTIONS, VAL_SELECTED, norm_column, replicate_column
 from bench.schema import DRUG
 
@@ -59,7 +59,7 @@ def _headlines(group: tuple[Board, ...]) -> pd.DataFrame:
         frame = across(boards, name)
         if frame.empty or not headline_metrics(frame):
             continue
-        low, high = interval(across(boards, name, by_seed=True))
+        low, high = cluster_interval(across(boards, name, by_seed=True))
         runs = [r for b in boards for r in b.ok() if r["predictor"] == name]
         row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame), "low": low, "high": high,
                "drugs": frame[DRUG].nunique(), "clusters": frame[CLUSTER].nunique(), "seeds": len({r["seed"] for r in runs})}

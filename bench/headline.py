@@ -148,51 +148,71 @@ def _percentiles(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 
 
+def _clusters(frame: pd.DataFrame, names: list[str]) -> list[str]:
+    return sorted(clusters_of(frame).unique()) if names else []
+
+
 def interval(frame: pd.DataFrame, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval (LEVEL) of the headline: clusters of related drugs drawn with
-    replacement (`cluster` column; else each drug its own), then the model seeds of each run (`run`
-    and `seed` columns, when the frame holds one row per condition and seed). NaN below two clusters."""
+    """Percentile bootstrap interval (LEVEL) of the headline over clusters of related drugs (the
+    `cluster` column; else each drug its own) and the model seeds of each run (`run`, `seed`): a run
+    record's own interval. NaN below two clusters."""
     names = headline_metrics(frame)
-    clusters = sorted(clusters_of(frame).unique()) if names else []
+    clusters = _clusters(frame, names)
     if len(clusters) < 2:
         return float("nan"), float("nan")
     return _percentiles(_bootstrap(frame, names, clusters, seed, 1)[1])
 
 
-def bootstrap_p(draws: np.ndarray) -> float:
-    """Two-sided bootstrap p of "no difference": twice the quantile level at which the percentile curve
-    of the draws (np.quantile's linear interpolation, as the interval reads it) crosses 0, so that
-    p < 1 - LEVEL exactly when the LEVEL interval excludes 0."""
-    d = np.sort(draws)
-    if np.isnan(d).any():
-        return float("nan")
-    last = len(d) - 1
-    i = int(np.searchsorted(d, 0.0, side="right")) - 1  # the last draw at or below 0
-    below = 0.0 if i < 0 else last if i == last else i - d[i] / (d[i + 1] - d[i])
-    j = int(np.searchsorted(d, 0.0, side="left"))  # the first draw at or above 0
-    above = 0.0 if j == 0 else float(last) if j == len(d) else j - 1 - d[j - 1] / (d[j] - d[j - 1])
-    return float(min(1.0, 2 * min(below, last - above) / last))
+def standard_error(draws: np.ndarray, clusters: int) -> float:
+    """The standard error of an estimate from its bootstrap draws over `clusters` clusters: their
+    standard deviation times sqrt(G / (G - 1)) (a bootstrap of G clusters sees (G - 1) / G of the variance)."""
+    return float(draws.std(ddof=1) * np.sqrt(clusters / (clusters - 1)))
+
+
+def t_interval(estimate: float, se: float, clusters: int, level: float = LEVEL) -> tuple[float, float]:
+    """estimate -+ t_((1 + level) / 2) * se, t with clusters - 1 degrees of freedom."""
+    half = stats.t.ppf(1 - (1 - level) / 2, clusters - 1) * se
+    return float(estimate - half), float(estimate + half)
+
+
+def t_p(estimate: float, se: float, clusters: int) -> float:
+    """Two-sided p of "no difference" for estimate / se, t with clusters - 1 degrees of freedom: below
+    1 - LEVEL exactly when `t_interval` excludes 0."""
+    if not se > 0:
+        return float("nan") if np.isnan(se) else 1.0 if estimate == 0 else 0.0
+    return float(2 * stats.t.sf(abs(estimate) / se, clusters - 1))
+
+
+def cluster_interval(frame: pd.DataFrame, seed: int = 0) -> tuple[float, float]:
+    """The interval (LEVEL) a page shows for a headline: headline -+ t * its standard error from the
+    bootstrap over clusters, then each run's seeds, t with clusters - 1 degrees of freedom (a
+    percentile interval is too narrow with few clusters). NaN below two clusters."""
+    names = headline_metrics(frame)
+    clusters = _clusters(frame, names)
+    if len(clusters) < 2:
+        return float("nan"), float("nan")
+    estimate, draws = _bootstrap(frame, names, clusters, seed, 1)
+    return t_interval(estimate, standard_error(draws, len(clusters)), len(clusters))
 
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0) -> dict:
     """Is `a` ahead of `b` on the headline? Over the test conditions both hold: the difference of
-    their headlines, its paired bootstrap (the same cluster draws for both, each predictor's seeds drawn
-    on their own), the 95% interval and the two-sided bootstrap p of that difference (one estimand),
-    its standard error and the difference the comparison detects (`detectable_difference`)."""
+    their headlines, its standard error from a paired bootstrap (the same cluster draws for both, each
+    predictor's seeds drawn on its own), the LEVEL interval and the two-sided p of that one difference
+    (t with clusters - 1 degrees of freedom), and the difference the comparison detects."""
     names = [m for m in headline_metrics(a) if m in b and m + BASE in b]
     shared = a[KEYS].drop_duplicates().merge(b[KEYS].drop_duplicates(), on=KEYS)
     a, b = a.merge(shared, on=KEYS), b.merge(shared, on=KEYS)
-    clusters = sorted(set(clusters_of(a)) | set(clusters_of(b))) if names else []
+    clusters = sorted(set(_clusters(a, names)) | set(_clusters(b, names)))
     out = {"drugs": int(shared[DRUG].nunique()), "clusters": len(clusters)}
     if len(clusters) < 2:
         nan = float("nan")
         return {**out, "difference": headline(a) - headline(b), "low": nan, "high": nan, "p": nan, "se": nan, "detectable": nan}
     head_a, boot_a = _bootstrap(a, names, clusters, seed, 1)
     head_b, boot_b = _bootstrap(b, names, clusters, seed, 2)
-    diff = boot_a - boot_b
-    low, high = _percentiles(diff)
-    se = float(diff.std(ddof=1) * np.sqrt(len(clusters) / (len(clusters) - 1)))  # bootstrap sd, small-sample corrected
-    return {**out, "difference": head_a - head_b, "low": low, "high": high, "p": bootstrap_p(diff), "se": se,
+    difference, se = head_a - head_b, standard_error(boot_a - boot_b, len(clusters))
+    low, high = t_interval(difference, se, len(clusters))
+    return {**out, "difference": difference, "low": low, "high": high, "p": t_p(difference, se, len(clusters)), "se": se,
             "detectable": detectable_difference(se, len(clusters))}
 
 

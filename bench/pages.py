@@ -94,7 +94,7 @@ HEADLINE_NOTE = (
     "over the conditions where it is defined (DE-set scores skip conditions without a significant true "
     "DE gene, scored instead by `activity_auroc`) and counted at no less than -1. `vs no change`: the "
     "same score with the real controls as 0. Validation-selected epoch, "
-    "scores pooled over seeds per condition; intervals: 95% percentile bootstrap over clusters of related "
+    "scores pooled over seeds per condition; intervals: 95%, from a bootstrap over clusters of related "
     "held-out drugs, then each run's model seeds (below the table). "
     "`replicate` is a reference, not a method: half of the true cells predicting the other half."
 )

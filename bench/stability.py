@@ -15,7 +15,6 @@ from bench.board import Board, across, pooled_conditions
 from bench.headline import BOOTSTRAP, headline, interval_text
 from bench.record import NORM_SUFFIX
 
-FEW_CLUSTERS = 10  # below this many clusters the page warns that its bootstrap intervals are optimistic
 CLUSTER_KINDS = {"scaffold": "Bemis-Murcko scaffolds", "family": "drug families (obs `drug_family`)"}
 
 
@@ -119,17 +118,16 @@ def resampling_lines(boards: list[Board]) -> list[str]:
     seeds = ("one model seed per run: seed-to-seed variation is not inside the intervals" if per_run == [1] else
              f"then {'/'.join(map(str, per_run))} model seeds per run drawn with replacement within each run")
     return [f"Intervals and tests rest on {top['clusters']} cluster(s) of related drugs ({cluster_source(boards)}; "
-            f"{top['drugs']} held-out drugs): a percentile bootstrap ({BOOTSTRAP:,} draws) draws the clusters with "
-            f"replacement, {seeds}. A pair is compared on the same cluster draws (paired); its test is the bootstrap test of "
-            "that same difference (two-sided p: twice the share of the bootstrap distribution beyond 0, read as the interval "
-            "reads it), so p < 0.05 exactly when its 95% interval excludes 0."
-            + (f" With fewer than {FEW_CLUSTERS} clusters a percentile bootstrap is too narrow (it sees no variation "
-               "beyond the clusters at hand): read these intervals and tests as optimistic." if top["clusters"] < FEW_CLUSTERS else "")]
+            f"{top['drugs']} held-out drugs). A bootstrap ({BOOTSTRAP:,} draws) draws the clusters with replacement, {seeds}; "
+            "its standard deviation (times sqrt(G/(G-1)), G clusters) is the standard error of a headline, and of a pair's "
+            "difference when the pair is drawn on the same clusters (paired). Each 95% interval is the estimate -+ t_0.975 "
+            "x that standard error, t with G - 1 degrees of freedom, and a pair's test is the t test of that same "
+            "difference on the same standard error (two-sided), so p < 0.05 exactly when its interval excludes 0."]
 
 
 def significance_lines(boards: Board | list[Board], pairs: list[dict] | None = None) -> list[str]:
     """The top non-reference predictor against the next on the headline: the difference, its 95% paired
-    interval and bootstrap p (one estimand), the verdict, and the difference this pair can detect."""
+    interval and p (one estimand, one standard error), the verdict, and the difference this pair can detect."""
     pairs = neighbour_pairs(boards) if pairs is None else pairs
     if not pairs:
         return []
@@ -139,16 +137,17 @@ def significance_lines(boards: Board | list[Board], pairs: list[dict] | None = N
     if np.isnan(cmp["low"]):
         return [f"{where}; interval and test n/a (one {'drug' if cmp['drugs'] == 1 else 'cluster'})."]
     p = "< 0.001" if cmp["p"] < 0.001 else f"= {cmp['p']:.3g}"
-    how = f"(t_0.975 + t_0.8 at {n - 1} df) x this pair's bootstrap standard error {cmp['se']:.3f}"
+    how = "(t_0.975 + t_0.8) x the same standard error"
     if separated(cmp):
         lead, other = (a, b) if cmp["difference"] > 0 else (b, a)
         said = (f"{lead} is ahead of {other} at the 95% level; the smallest difference this comparison detects with 80% "
                 f"power at the 5% level is {cmp['detectable']:.3f} ({how})")
     else:
-        said = (f"not separated at the 95% level; differences below {cmp['detectable']:.3f} cannot be seen here "
-                f"(80% power at the 5% level: {how})")
-    return [f"{where} (95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}; bootstrap test of the same "
-            f"difference, two-sided p {p}). Verdict: {said}."]
+        said = (f"not separated at the 95% level; differences below {cmp['detectable']:.3f} cannot be seen here (80% power "
+                f"at the 5% level: {how})")
+    return [f"{where} (95% paired bootstrap interval {cmp['low']:+.3f} to {cmp['high']:+.3f}: the difference -+ t_0.975 at "
+            f"{n - 1} df x its bootstrap standard error {cmp['se']:.3f}; t test of the same difference on that standard error, "
+            f"two-sided p {p}). Verdict: {said}."]
 
 
 def fmt(value: float, digits: int = 3) -> str:

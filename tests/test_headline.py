@@ -1,6 +1,6 @@
 """The headline's uncertainty: a bootstrap over clusters of related drugs, then each run's model
-seeds; a paired test of the same pooled difference its interval shows; the detectable difference
-from the compared pair's own spread."""
+seeds, gives a standard error; intervals are t intervals on it, a pair's test is the t test of the
+same pooled difference its interval shows; the detectable difference comes from the pair's own spread."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from bench.headline import (
     CLUSTER,
     RUN,
     SEED,
-    bootstrap_p,
+    cluster_interval,
     detectable_difference,
     headline,
     interval,
     interval_text,
     paired_comparison,
+    t_interval,
+    t_p,
 )
 
 METRIC = "delta_DE50"  # one component, mean baseline 0: the headline is the mean score over conditions
@@ -47,11 +49,12 @@ def width(bounds: tuple[float, float]) -> float:
 
 def test_clusters_of_related_drugs_widen_the_interval():
     correlated = siblings(0)
-    by_cluster, by_drug = interval(correlated), interval(correlated.drop(columns=CLUSTER))
+    by_cluster, by_drug = cluster_interval(correlated), cluster_interval(correlated.drop(columns=CLUSTER))
     assert by_cluster[0] <= headline(correlated) <= by_cluster[1]
     assert width(by_cluster) > 2 * width(by_drug)  # 8 clusters, not 40 independent drugs
+    assert width(interval(correlated)) > 2 * width(interval(correlated.drop(columns=CLUSTER)))  # the percentile one too
     one_each = correlated.assign(**{CLUSTER: correlated["drug"]})  # one cluster per drug: the drug bootstrap
-    assert interval(one_each) == pytest.approx(by_drug, abs=1e-12)
+    assert cluster_interval(one_each) == pytest.approx(by_drug, abs=1e-12)
 
 
 def test_model_seeds_that_disagree_widen_the_interval():
@@ -59,21 +62,22 @@ def test_model_seeds_that_disagree_widen_the_interval():
     seeds = pd.concat([base.assign(**{SEED: 0}), base.assign(**{SEED: 1, METRIC: base[METRIC] + 0.3})], ignore_index=True)
     averaged = seeds.groupby(["cell_type", "drug", "dose", CLUSTER], as_index=False)[[METRIC, METRIC + "_base"]].mean()
     assert headline(seeds) == pytest.approx(headline(averaged))
-    low, high = interval(seeds.assign(**{RUN: 0}))
-    assert low < headline(averaged) - 0.1 and high > headline(averaged) + 0.1  # a draw of seed 0 (or 1) twice
-    assert width((low, high)) > width(interval(averaged)) + 0.2
+    low, high = cluster_interval(seeds.assign(**{RUN: 0}))
+    assert low < headline(averaged) - 0.1 and high > headline(averaged) + 0.1  # some draws take seed 0 (or 1) twice
+    assert width((low, high)) > width(cluster_interval(averaged)) + 0.2
     same = pd.concat([base.assign(**{SEED: 0}), base.assign(**{SEED: 1})], ignore_index=True)
-    assert interval(same) == pytest.approx(interval(base), abs=1e-12)  # identical seeds add nothing
+    assert cluster_interval(same) == pytest.approx(cluster_interval(base), abs=1e-12)  # identical seeds add nothing
 
 
 def test_seeds_are_drawn_within_each_run():
-    """Each run (fold) draws from its own seeds: a run with one seed stays put."""
-    a, b = siblings(2, clusters=4), siblings(3, clusters=4)
+    """Each run (fold) draws from its own seeds; a run with one seed adds no seed variation."""
+    a, b = siblings(2, clusters=4, spread=0.02), siblings(3, clusters=4, spread=0.02)
     b = b.assign(drug=b["drug"] + "b", **{CLUSTER: b[CLUSTER] + "b"})
-    runs = pd.concat([a.assign(**{RUN: 0, SEED: 0}), a.assign(**{RUN: 0, SEED: 1, METRIC: a[METRIC] + 0.3}),
-                      b.assign(**{RUN: 1, SEED: 0})], ignore_index=True)
-    low, high = interval(runs)
-    assert np.isfinite([low, high]).all() and low < high
+    one = pd.concat([a.assign(**{RUN: 0, SEED: 0}), b.assign(**{RUN: 1, SEED: 0})], ignore_index=True)
+    two = pd.concat([one, a.assign(**{RUN: 0, SEED: 1, METRIC: a[METRIC] + 0.3})], ignore_index=True)
+    assert width(cluster_interval(two)) > width(cluster_interval(one)) + 0.1
+    assert width(cluster_interval(pd.concat([one, b.assign(**{RUN: 1, SEED: 1})], ignore_index=True))) == pytest.approx(
+        width(cluster_interval(one)))
 
 
 def test_the_test_and_the_interval_agree():
@@ -91,14 +95,14 @@ def test_the_test_and_the_interval_agree():
     assert any(verdicts) and not all(verdicts)
 
 
-def test_bootstrap_p_inverts_the_percentile_interval():
+def test_the_t_test_inverts_the_t_interval():
     rng = np.random.default_rng(0)
-    for centre in np.linspace(0.0, 3.0, 61):
-        draws = rng.normal(centre, 1.0, 2000)
-        low, high = np.quantile(draws, [0.025, 0.975])
-        assert (bootstrap_p(draws) < 0.05) == (low > 0 or high < 0)
-    assert bootstrap_p(np.zeros(2000)) == 1.0 and bootstrap_p(np.full(2000, 0.1)) == 0.0
-    assert bootstrap_p(-np.abs(rng.normal(1.0, 0.1, 2000))) == 0.0
+    for estimate in rng.normal(0.0, 0.1, 200):
+        se, clusters = rng.uniform(0.01, 0.05), int(rng.integers(2, 40))
+        low, high = t_interval(estimate, se, clusters)
+        assert (t_p(estimate, se, clusters) < 0.05) == (low > 0 or high < 0)
+    assert t_p(0.0, 0.0, 8) == 1.0 and t_p(0.1, 0.0, 8) == 0.0 and np.isnan(t_p(0.1, float("nan"), 8))
+    assert t_interval(0.0, 1.0, 8)[1] == pytest.approx(stats.t.ppf(0.975, 7))
 
 
 def test_the_detectable_difference_is_the_pairs_own():

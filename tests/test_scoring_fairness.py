@@ -218,7 +218,7 @@ def test_leaderboard_ranks_on_the_headline_and_reports_the_drug_level_comparison
     assert table[2].startswith("| - | oracle (reference)")
     first, second = (row.split(" | ")[1] for row in table[3:5])
     line = next(s for s in board.splitlines() if s.startswith(f"{first} vs {second} over"))
-    assert "95% paired bootstrap interval" in line and "bootstrap test of the same difference, two-sided p" in line
+    assert "95% paired bootstrap interval" in line and "t test of the same difference on that standard error, two-sided p" in line
     assert any(row.startswith("|") and " train_mean | 0.000 | 0.000 to 0.000 |" in row for row in table)
     headlines = [float(row.split(" | ")[2]) for row in table[3:] if not row.startswith("| -")]
     assert headlines == sorted(headlines, reverse=True)
