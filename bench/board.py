@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.headline import CLUSTER, KEYS, RUN, SEED
+from bench.io import safe_name
 from bench.record import (
     HEADLINE_COLUMNS,
     NORM_SUFFIX,
@@ -124,11 +125,14 @@ def load_boards(run_dirs: list[Path]) -> dict[str, Board]:
         if not paths:
             raise BenchError(f"{run_dir}: no run results found (expected runs/*/seed*/{RESULT_FILE})")
         meta = read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+        if not isinstance(meta, dict):
+            raise BenchError(f"{run_dir / 'run.json'}: a JSON {type(meta).__name__}, expected an object as bench run writes")
         folders.append((run_dir, meta, [{**read_record(p).to_json(), "run_path": str(p.parent)} for p in paths]))
     several = len({data_tag(meta) for _, meta, _ in folders}) > 1
     boards: dict[str, Board] = {}
     for run_dir, meta, results in folders:
-        split = board_name(meta, meta.get("split") or results[0]["split"])
+        source = run_dir / "run.json" if meta.get("split") else Path(results[0]["run_path"]) / RESULT_FILE
+        split = safe_name(board_name(meta, meta.get("split") or results[0]["split"]), "split name", source)  # becomes file names
         split = f"{data_tag(meta)}_{split}" if several else split
         board = boards.setdefault(split, Board(split))
         if board.metas and meta and (meta.get("data"), meta.get("split_summary")) != (board.meta.get("data"), board.meta.get("split_summary")):

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from bench.errors import BenchError, closest
 from bench.fetch_files import gunzip, hash_file, read_sums
 from bench.fetch_http import download
+from bench.io import atomic_write_text
 from bench.sources import RemoteFile, Source, default_root
 
 MANIFEST = "bench-fetch.json"
@@ -45,9 +46,14 @@ def fetch_source(source: Source, root: Path | None = None, *, only: str | None =
     if source.checksums is not None and any(f.checksum is None for f in files) and checksum is None:
         sums = _fetch_file(source.checksums, folder, manifest, None, typed=False, log=log)
         published = read_sums(sums)
+        log(f"{sums.name}: the publisher's checksum list, trusted as served over HTTPS (nothing signs it); "
+            f"its sha256 is recorded in {manifest.path.name} and checked on later calls")
     paths = []
     for remote in files:
         expected = checksum or remote.checksum or published.get(remote.served_name)
+        if expected is None and published:
+            log(f"{remote.served_name}: not listed in {source.checksums.name if source.checksums else 'the checksum list'}, "
+                "so taken unverified; its sha256 is recorded on download and checked on later calls")
         paths.append(_fetch_file(remote, folder, manifest, expected, typed=url is not None, log=log))
     return paths
 
@@ -98,9 +104,7 @@ class Manifest:
     def put(self, name: str, entry: dict) -> None:
         """Record `entry` for `name` and write the manifest atomically."""
         self.data["files"][name] = entry
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")  # never through a planted file
 
 
 def _fetch_file(remote: RemoteFile, folder: Path, manifest: Manifest, expected: str | None, *,

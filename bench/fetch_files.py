@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.io import file_mode
 
 CHUNK = 1 << 20
 
@@ -27,13 +29,41 @@ def write_chunk(out, chunk: bytes) -> None:
         view = view[out.write(view):]
 
 
+def refuse_link(path: Path) -> None:
+    """A one-line error when `path` is a symlink (or another non-file): downloads are written only to
+    plain files bench creates, never through a link someone planted."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise BenchError(f"{path}: is a symlink or not a plain file; bench fetch writes only plain files it creates "
+                         "(remove it and run the command again)")
+
+
+def open_part(path: Path):
+    """A download's `.part` file opened for writing (created when missing, its bytes kept to resume
+    from), never through a symlink (O_NOFOLLOW), with the umask's mode."""
+    refuse_link(path)
+    try:
+        return open(path, "r+b", buffering=0, opener=lambda name, flags: _no_follow(name, flags | os.O_CREAT))
+    except OSError as exc:
+        raise BenchError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """`open`'s opener that never follows a symlink at `path`."""
+    return os.open(path, flags | os.O_NOFOLLOW, file_mode())
+
+
 def gunzip(part: Path, final: Path, unpacked_size: int | None, log: Callable[[str], None]) -> tuple[int, str]:
-    """Stream the gzip file `part` into FINAL.part, rename it to `final`; (bytes, sha256) of the result."""
-    out_path = final.with_name(final.name + ".part")
+    """Stream the gzip file `part` into a new temporary file beside `final` (unpredictable name,
+    O_EXCL), rename it to `final`; (bytes, sha256) of the result."""
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.fchmod(fd, file_mode())
+    os.close(fd)
+    out_path = Path(name)
     digest, written = hashlib.sha256(), 0
     log(f"{final.name}: unpacking {part.name.removesuffix('.part')}")
     try:
-        with open(part, "rb") as raw, gzip.GzipFile(fileobj=raw) as unpacked, open(out_path, "wb", buffering=0) as out, \
+        with open(part, "rb") as raw, gzip.GzipFile(fileobj=raw) as unpacked, \
+                open(out_path, "wb", buffering=0, opener=_no_follow) as out, \
                 tqdm(total=part.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=f"unpacking {final.name}", file=sys.stderr, leave=False) as bar:
             while chunk := unpacked.read(CHUNK):

@@ -1,6 +1,7 @@
 """The HTTP side of `bench fetch`: one file streamed into its `.part`, resumed with Range requests
 after a dropped connection (within the call and on the next one), hashed as it arrives. HTTPS only
-(plain http when typed or to loopback); the standard library only (urllib.request)."""
+(plain http when typed or to loopback), redirects checked before they are followed; the standard
+library only (urllib.request)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def download(url: str, part: Path, algos: list[str], *, typed: bool, extra: int,
     call. `extra` is further disk space the file will need afterwards (its unpacked copy).
     """
     _check_scheme(url, typed)
+    fetch_files.refuse_link(part)
     have = part.stat().st_size if part.exists() else 0
     hashes = fetch_files.hash_file(part, algos, f"checking partial {part.name}", objects=True) if have else fetch_files.hashers(algos)
     if have:
@@ -106,8 +108,9 @@ def _open(url: str, have: int, typed: bool) -> http.client.HTTPResponse:
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
+    opener = urllib.request.build_opener(_CheckedRedirects(typed and url.startswith("http:")))
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+        response = opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and have:
@@ -119,9 +122,20 @@ def _open(url: str, have: int, typed: bool) -> http.client.HTTPResponse:
     except (OSError, http.client.HTTPException) as exc:
         host = urllib.parse.urlsplit(url).netloc
         raise BenchError(f"cannot reach {host}: {exc or type(exc).__name__} ({url})") from None
-    if response.geturl() != url:  # a redirect falls back to plain http only if the typed URL was http
-        _check_scheme(response.geturl(), typed and url.startswith("http:"))
     return response
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only once its target passes `_check_scheme`: https, or plain http when the
+    typed URL was plain http (or to loopback); the check runs before the new request is made."""
+
+    def __init__(self, typed_http: bool) -> None:
+        super().__init__()
+        self.typed_http = typed_http
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        _check_scheme(newurl, self.typed_http)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def _span(response: http.client.HTTPResponse, have: int, url: str) -> tuple[int, int | None]:
@@ -146,7 +160,7 @@ def _total_of(content_range: str | None) -> int | None:
 def _receive(response: http.client.HTTPResponse, part: Path, have: int, total: int | None,
              hashes: dict, bar: tqdm) -> tuple[int, str | None]:
     """Append the body to `part` (truncated to `have` bytes first); (bytes now held, problem or None)."""
-    with open(part, "r+b" if part.exists() else "wb", buffering=0) as out:
+    with fetch_files.open_part(part) as out:
         out.truncate(have)
         out.seek(have)
         while total is None or have < total:

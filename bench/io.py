@@ -178,6 +178,20 @@ def folder_lock(folder: Path, option: str = "--out") -> AbstractContextManager[N
     return file_lock(Path(folder) / LOCK_NAME, timeout=0, busy=busy)
 
 
+def check_writable(folder: str | Path, option: str = "--out") -> Path:
+    """`folder` when it is a folder bench can write into or create (nothing is created yet); a
+    one-line error when it is a file or its nearest existing folder cannot be written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BenchError(f"{folder}: exists and is not a folder; {option} names a folder")
+    existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise BenchError(f"{folder}: cannot be created, {existing} is a file; {option} names a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BenchError(f"{folder}: not writable ({existing}: permission denied); choose another {option}")
+    return folder
+
+
 def writable_dir(folder: str | Path, option: str = "--out") -> Path:
     """`folder`, created if missing, or a one-line error when it is a file or cannot be written."""
     folder = Path(folder)
@@ -192,12 +206,13 @@ def writable_dir(folder: str | Path, option: str = "--out") -> Path:
     return folder
 
 
-def writable_file(path: str | Path, option: str = "--out") -> Path:
-    """`path` for a file to write: not a folder, its folder created and writable; one-line errors."""
+def check_writable_file(path: str | Path, option: str = "--out") -> Path:
+    """`path` for a file to write: not a folder, in a folder bench can write into or create (nothing
+    is created yet); one-line errors."""
     path = Path(path)
     if path.is_dir():
         raise BenchError(f"{path}: is a folder; {option} names a file")
-    writable_dir(path.parent, option)
+    check_writable(path.parent, option)
     return path
 
 

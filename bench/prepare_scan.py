@@ -66,9 +66,10 @@ class CellMatrix:
         return sp.csr_matrix((data, indices, indptr), shape=(stop - start, self.shape[1]))
 
     def blocks(self, block_cells: int, desc: str) -> Iterator[tuple[int, sp.csr_matrix]]:
-        """(first cell, block) over every cell, with a progress bar on stderr."""
+        """(first cell, block) over every cell, with a progress bar on stderr while it runs."""
         step = self.block_rows(block_cells)
-        for start in tqdm(range(0, self.shape[0], step), desc=desc, unit="block", file=sys.stderr, dynamic_ncols=True):
+        for start in tqdm(range(0, self.shape[0], step), desc=desc, unit="block", file=sys.stderr, dynamic_ncols=True,
+                          leave=False):  # cleared when done or stopped: an error stays the only line
             yield start, self.read(start, min(start + step, self.shape[0]))
 
 

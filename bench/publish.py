@@ -4,6 +4,7 @@ reproduction check reads back). Aggregation lives in bench/aggregate.py, markdow
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,8 @@ from bench import plots
 from bench.aggregate import headline_frame, neighbour_pairs, ranking, results_frame, split_groups
 from bench.board import SELECTIONS, Board, load_boards, pooled_conditions, read_json
 from bench.claims import render_claims
-from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from bench.errors import BenchError
+from bench.io import atomic_write_csv, atomic_write_json, atomic_write_text, inside
 from bench.pages import (
     CLAIMS_PAGE,
     FOREST,
@@ -56,25 +58,27 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
     wrote and this one does not are removed."""
     out_dir = Path(out_dir)
     boards = load_boards(list(run_dirs))
-    old = read_json(out_dir / MANIFEST).get("files", []) if (out_dir / MANIFEST).exists() else []
+    previous = read_json(out_dir / MANIFEST) if (out_dir / MANIFEST).exists() else {}
+    old = previous.get("files", []) if isinstance(previous, dict) and isinstance(previous.get("files"), list) else []
     written: list[Path] = []
     shown: dict[str, dict[str, str]] = {}  # page name -> its plots (paths relative to out_dir)
 
     def draw(name: str, group: list[Board], images: dict[str, Path]) -> dict[str, str]:
         title = f"{name}: headline, 95% interval over clusters of held-out drugs and seeds"
-        drawn = plots.forest(headline_frame(group), detectable(neighbour_pairs(group))[0], out_dir / "plots" / f"{name}_forest.png", title)
+        drawn = plots.forest(headline_frame(group), detectable(neighbour_pairs(group))[0], inside(out_dir, figures / f"{name}_forest.png"), title)
         images = ({FOREST: drawn} if drawn else {}) | images
         written.extend(images.values())
         shown[name] = {t: p.relative_to(out_dir).as_posix() for t, p in images.items()}
         return shown[name]
 
+    figures = inside(out_dir, out_dir / "plots")  # board names are checked file names (bench/board.py)
     for split, board in boards.items():
-        page = out_dir / f"{split}.md"
-        atomic_write_text(page, render_split_page(board, draw(split, [board], plots.split_plots(board, out_dir / "plots"))))
+        page = inside(out_dir, out_dir / f"{split}.md")
+        atomic_write_text(page, render_split_page(board, draw(split, [board], plots.split_plots(board, figures))))
         written.append(page)
     for base, group in split_groups(boards).items():
         if len(group) > 1:
-            page = out_dir / f"{base}-pooled.md"
+            page = inside(out_dir, out_dir / f"{base}-pooled.md")
             atomic_write_text(page, render_pooled_page(base, group, draw(f"{base}-pooled", group, {})))
             written.append(page)
     atomic_write_text(out_dir / CLAIMS_PAGE, render_claims(split_groups(boards), table1))
@@ -94,7 +98,7 @@ def write_leaderboard(run_dirs: list[Path], out_dir: Path, table1: list[Path] | 
         "files": files,
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
-    for stale in set(old) - set(files) - {MANIFEST}:
-        if ".." not in Path(stale).parts and not Path(stale).is_absolute():
-            (out_dir / stale).unlink(missing_ok=True)
+    for stale in set(map(str, old)) - set(files) - {MANIFEST}:
+        with contextlib.suppress(BenchError):  # a name the old manifest holds outside out_dir is left alone
+            inside(out_dir, out_dir / stale).unlink(missing_ok=True)
     return [out_dir / "README.md", *(p for p in written if p.suffix == ".md" and p.name != "README.md")]

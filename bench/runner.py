@@ -37,7 +37,7 @@ from bench.evaluation import Evaluator, calibrated, input_size_of
 from bench.executors import automatic_workers, local_executor
 from bench.fingerprint import package_versions
 from bench.headline import headline, headline_vs_control, interval
-from bench.io import atomic_write_csv, atomic_write_json, replace_dir
+from bench.io import atomic_write_csv, atomic_write_json, dir_mode, replace_dir
 from bench.predictions import NO_EPOCH, PREDICTIONS_FILE, predictions_adata, write_predictions
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.record import (
@@ -299,7 +299,7 @@ def save_run(out_dir: Path, output: RunOutput) -> Path:
     final = run_dir(out_dir, record.predictor, record.seed)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".seed{record.seed}.", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; results are meant to be shared
+    tmp.chmod(dir_mode())  # mkdtemp makes it private; results are shared as a plain mkdir would make them
     try:
         atomic_write_json(tmp / RESULT_FILE, record.to_json())
         if not output.epochs.empty:

@@ -4,6 +4,8 @@ in-process runs; Ray receives the data once, through its object store."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 from bench import executors
 from bench.cli import main
 from bench.errors import BenchError
-from bench.executors import LocalExecutor, PoolExecutor, RayExecutor, connect_error, make_executor
+from bench.executors import LocalExecutor, PoolExecutor, RayExecutor, WorkerDied, make_executor
+from bench.ray_executor import connect_error
 
 SWEEP = ["run", "--data", "smoke", "--predictors", "random,train_mean,knn", "--seeds", "0,1"]
 
@@ -132,10 +135,23 @@ def test_nothing_listening_at_the_ray_address_is_one_line_in_seconds(tmp_path, c
     assert not ray.is_initialized()
 
 
+def _dies_on_one(shared, job):
+    if job == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job * 10
+
+
+def test_a_dead_worker_fails_its_run_only():
+    """A process killed while computing one run fails that run; every other run still completes."""
+    out = dict(PoolExecutor(2).map(_dies_on_one, None, [0, 1, 2, 3, 4], lambda j: {}))
+    assert isinstance(out.pop(1), WorkerDied)
+    assert out == {0: 0, 2: 20, 3: 30, 4: 40}
+
+
 def test_ray_refusals_name_what_to_set(monkeypatch, tmp_path):
     """The errors Ray 2.60 raises when a cluster wants a token, as bench words them."""
     ray = pytest.importorskip("ray")
-    import bench.executors as ex
+    import bench.ray_executor as ex
 
     monkeypatch.setattr(Path, "home", lambda: tmp_path)
     for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):

@@ -61,7 +61,7 @@ def test_check_option_reproduces_the_board_and_fails_a_tampered_copy(smoke_board
     assert main(["leaderboard", "--check", str(smoke_board), "--work", str(work)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "published numbers compared" in out[0] and out[0].endswith("all reproduce")
-    assert sorted(p.name for p in (work / "unseen_drugs-0" / "runs" / "random").iterdir()) == ["seed1"]
+    assert sorted(p.name for p in (work / "split-0" / "run-0" / "runs" / "random").iterdir()) == ["seed1"]
     assert main(["leaderboard", "--check", str(tampered_copy(smoke_board, tmp_path / "lb1", seed=1))]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and out[0].startswith("unseen_drugs random 1 val_selected dis_DE50: published") and "1 mismatch" in out[1]
@@ -72,7 +72,7 @@ def test_check_option_reproduces_the_board_and_fails_a_tampered_copy(smoke_board
 def test_check_option_errors_are_one_line(smoke_board, tmp_path, capsys):
     for argv, message in ((["--check", str(tmp_path)], "results.csv: not found"),
                           (["--check", str(smoke_board), str(tmp_path)], "RUN_DIR, --out and --table1 are for publishing"),
-                          (["--all"], "--all and --work go with --check FOLDER")):
+                          (["--all"], "--all, --work and --allow-ray go with --check FOLDER")):
         assert main(["leaderboard", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err

@@ -13,7 +13,7 @@ from bench.data.loaders import ObsKeys
 from bench.data.synthetic import PRESETS, SIZES
 from bench.data.synthetic_stats import summary
 from bench.errors import BenchError
-from bench.io import atomic_write_h5ad
+from bench.io import atomic_write_h5ad, check_writable, folder_lock, writable_dir
 from bench.schema import CONTROL
 
 
@@ -74,16 +74,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.stats:
+        check_writable(args.out)
     bench = load_benchmark(args)
     if args.stats:
         print_stats(bench)
         return 0
-    for role, adata in (("sc", bench.sc), ("bulk", bench.bulk)):
-        if adata is None:
-            continue
-        path = args.out / f"{role}.h5ad"
-        atomic_write_h5ad(path, adata)
-        print(f"wrote {path} ({adata.n_obs} x {adata.n_vars})")
+    with folder_lock(writable_dir(args.out)):
+        for role, adata in (("sc", bench.sc), ("bulk", bench.bulk)):
+            if adata is None:
+                continue
+            path = args.out / f"{role}.h5ad"
+            atomic_write_h5ad(path, adata)
+            print(f"wrote {path} ({adata.n_obs} x {adata.n_vars})")
     return 0
 
 

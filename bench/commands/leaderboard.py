@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.cli import main
 from bench.errors import BenchError
+from bench.io import folder_lock, writable_dir
 from bench.publish import write_leaderboard
 from bench.reproduce import TRAINABLE_TOLERANCE, check_published
 
@@ -34,22 +35,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"with --check: every published predictor (trainable ones to {TRAINABLE_TOLERANCE:g}) at every seed")
     p.add_argument("--work", type=Path, default=None, metavar="DIR",
                    help="with --check: the folder the re-runs write into, kept (default: a temporary folder, removed)")
+    p.add_argument("--allow-ray", action="store_true",
+                   help="with --check: re-run published commands that name --executor ray or --ray-address there "
+                        "(default: refused, since the folder chooses the cluster)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check is not None:
         return check(args)
-    if args.check_all or args.work is not None:
-        raise BenchError("--all and --work go with --check FOLDER")
+    if args.check_all or args.work is not None or args.allow_ray:
+        raise BenchError("--all, --work and --allow-ray go with --check FOLDER")
     for run_dir in args.run_dirs or [DEFAULT_RUN_DIR]:
         if not run_dir.is_dir():
             raise BenchError(f"{run_dir}: run folder not found (run `bench run` first)")
     for path in args.table1:
         if not path.is_file():
             raise BenchError(f"{path}: Table 1 file not found (write it with `bench pretrain --out {path}`)")
-    for path in write_leaderboard(args.run_dirs or [DEFAULT_RUN_DIR], args.out or DEFAULT_BOARD, args.table1):
-        print(f"wrote {path}")
+    out = writable_dir(args.out or DEFAULT_BOARD)
+    with folder_lock(out):
+        for path in write_leaderboard(args.run_dirs or [DEFAULT_RUN_DIR], out, args.table1):
+            print(f"wrote {path}")
     return 0
 
 
@@ -58,9 +64,10 @@ def check(args: argparse.Namespace) -> int:
     0 when every number reproduces, 1 otherwise."""
     if args.run_dirs or args.out is not None or args.table1:
         raise BenchError("--check FOLDER re-runs a published leaderboard: RUN_DIR, --out and --table1 are for publishing")
-    scratch = tempfile.TemporaryDirectory(prefix="bench-check-") if args.work is None else nullcontext(args.work)
+    scratch = tempfile.TemporaryDirectory(prefix="bench-check-") if args.work is None else nullcontext(writable_dir(args.work, "--work"))
     with scratch as work:
-        outcome = check_published(args.check, Path(work), _run_quietly, trainable=args.check_all, first_seed_only=not args.check_all)
+        outcome = check_published(args.check, Path(work), _run_quietly, trainable=args.check_all, first_seed_only=not args.check_all,
+                                  allow_ray=args.allow_ray)
     if outcome.compared == 0 and not outcome.problems:
         raise BenchError(f"{args.check}: no published numbers to re-run (no finished runs of predictors that do not train; "
                          "--all re-runs every one)")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from bench.commands.data import add_data_arguments, load_benchmark
 from bench.errors import BenchError
-from bench.io import atomic_write_csv
+from bench.io import atomic_write_csv, check_writable_file
 from bench.schema import CELL_TYPE, DRUG
 from bench.table1 import COLUMNS, METRICS, UNITS, markdown
 from predictors.pertbert.pretrain import pretrained
@@ -61,6 +61,8 @@ def table1(bench, cache_dir: Path, epochs: int | None = None, stages: int = 1) -
 def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
+    if args.out is not None:
+        check_writable_file(args.out)
     bench = load_benchmark(args)
     frame = table1(bench, args.cache_dir, args.epochs, args.stages)
     print(markdown(frame))

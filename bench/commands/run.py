@@ -14,7 +14,7 @@ from bench.data.combinations import is_combination
 from bench.errors import BenchError, closest
 from bench.executors import EXECUTORS, make_executor
 from bench.fingerprint import package_versions
-from bench.io import atomic_write_json, atomic_write_text
+from bench.io import atomic_write_json, atomic_write_text, check_writable, folder_lock, writable_dir
 from bench.publish import render_markdown
 from bench.runner import RunConfig, run_benchmark
 from predictors import registry
@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.patience < 0:
         raise BenchError(f"--patience {args.patience}: expected 0 (never stop early) or a positive integer")
     executor = make_executor(args.executor, args.workers, args.ray_address)
+    out = check_writable(args.out)
     bench = load_benchmark(args)
     split_seeds = parse_seeds(args.split_seeds, "--split-seeds")
-    out = Path(args.out)
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
                        force=args.force, patience=args.patience or None, search=args.search,
                        overrides=parse_overrides(args.overrides, names), save_predictions=args.save_predictions)
@@ -145,7 +145,6 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
     if absent:
         print(f"warning: held-out drug(s) absent from the bulk set: {', '.join(absent)}; predictors that need bulk "
               "profiles of every held-out drug are skipped", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
     summary = split.summary(bench.sc.obs)
     meta = {
         "command": "bench " + shlex.join(args.argv),
@@ -157,12 +156,13 @@ def run_split(args: argparse.Namespace, bench, config: RunConfig, split_seed: in
         "drug_clusters": drug_clusters(bench),
         "versions": package_versions(),
     }
-    atomic_write_json(out / "run.json", meta)
-    print(
-        f"data: {bench.name}; split {args.split} (split seed {split_seed}"
-        + (f", fold {fold + 1} of {args.folds}" if fold is not None else "") + f"): {summary['test_drugs']} test drugs "
-        f"({summary['test_conditions']} conditions), {summary['val_drugs']} validation drugs, "
-        f"{summary['train_drugs']} training drugs",
-        file=sys.stderr,
-    )
-    run_benchmark(bench, split, config, out, executor)
+    with folder_lock(writable_dir(out)):  # a second bench writing this run folder stops at once
+        atomic_write_json(out / "run.json", meta)
+        print(
+            f"data: {bench.name}; split {args.split} (split seed {split_seed}"
+            + (f", fold {fold + 1} of {args.folds}" if fold is not None else "") + f"): {summary['test_drugs']} test drugs "
+            f"({summary['test_conditions']} conditions), {summary['val_drugs']} validation drugs, "
+            f"{summary['train_drugs']} training drugs",
+            file=sys.stderr,
+        )
+        run_benchmark(bench, split, config, out, executor)

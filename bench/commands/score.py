@@ -24,7 +24,7 @@ from bench.data.validate import check_controls, check_expression, check_genes, c
 from bench.errors import BenchError
 from bench.evaluation import Evaluator, reference_input_size
 from bench.headline import headline, interval
-from bench.io import atomic_write_csv, writable_file
+from bench.io import atomic_write_csv, check_writable_file
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.predictions import provenance
 from bench.record import NORM_SUFFIX, REPLICATE_SUFFIX, replicate_column
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     keys, one_cell_type = obs_keys(args)
     control = keys.control
     if args.out is not None:
-        writable_file(args.out)
+        check_writable_file(args.out)
     truth = read_truth(args.truth, keys, one_cell_type)
     pred, pred_uns = read_cells(args.pred, keys, one_cell_type)
     missing = [g for g in truth.var_names if g not in set(pred.var_names)]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.data.benchmark import Benchmark
 from bench.data.drugs import align_drug_names, attach_smiles, read_smiles_table
-from bench.data.loaders import LOAD_UNS_KEY, ObsKeys, load_bulk, load_notes, load_single_cell
+from bench.data.loaders import LOAD_UNS_KEY, ObsKeys, load_bulk, load_notes, load_single_cell, reading_notes
 from bench.data.validate import check_shared_genes
 from bench.schema import DRUG
 
@@ -24,9 +24,12 @@ def load_files(sc: Path, bulk: Path | None = None, *, keys: ObsKeys, normalize: 
     with the `smiles` tables' molecules attached by drug name; one-line errors for bad input."""
     control = keys.control
     cells = load_single_cell(sc, keys, normalize=normalize)
-    for line in load_notes(cells):
-        _say(f"note: {line}")
     profiles = load_bulk(bulk, ObsKeys(control=control)) if bulk is not None else None
+    notes = load_notes(cells)
+    if profiles is not None and bulk is not None:
+        notes += [f"{bulk.name}: {line}" for line in reading_notes(profiles)]
+    for line in notes:  # once both files are read: a file that cannot be read is the only line printed
+        _say(f"note: {line}")
     if smiles:
         table = {k: v for path in smiles for k, v in read_smiles_table(path).items()}
         for role, adata in (("single-cell", cells), ("bulk", profiles)):
