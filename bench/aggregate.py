@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.board import Board, across, is_reference
 from bench.evaluation import calibrated
-from bench.headline import CLUSTER, cluster_interval, headline, headline_metrics, paired_comparison
+from bench.headline import CLUSTER, cluster_interval, headline, headline_metrics, headline_vs_control, paired_comparison
 from bench.record import EPOCH_KEY, HEADLINE_COLUMNS, OK, REPLICATE_NORM_SUFFIX, SELECTIONS, VAL_SELECTED, norm_column, replicate_column
 from bench.schema import DRUG
 
@@ -51,6 +51,17 @@ def headline_frame(boards: Board | list[Board]) -> pd.DataFrame:
     return _headlines(tuple([boards] if isinstance(boards, Board) else boards)).copy()
 
 
+ACTIVITY = "activity_auroc"  # shown beside the headline: telling active from inert conditions
+VS_CONTROL, ACTIVITY_COLUMN = "vs no change", "activity AUROC"
+
+
+def beside(frame: pd.DataFrame) -> dict[str, float]:
+    """The columns shown beside the headline: the headline with "no change" as its 0, and the
+    `activity_auroc` (0.5 = chance; the mean of its per-condition shares, NaN where absent)."""
+    activity = float(frame[ACTIVITY].mean()) if ACTIVITY in frame else np.nan
+    return {VS_CONTROL: headline_vs_control(frame), ACTIVITY_COLUMN: activity}
+
+
 @lru_cache(maxsize=64)
 def _headlines(group: tuple[Board, ...]) -> pd.DataFrame:
     boards = list(group)
@@ -64,11 +75,13 @@ def _headlines(group: tuple[Board, ...]) -> pd.DataFrame:
         row = {"predictor": name, "reference": is_reference(runs[0]), "headline": headline(frame), "low": low, "high": high,
                "drugs": frame[DRUG].nunique(), "clusters": frame[CLUSTER].nunique(), "seeds": len({r["seed"] for r in runs})}
         row.update({norm_column(m): calibrated(frame, m) for m in headline_metrics(frame)})
+        row.update(beside(frame))
         rows.append(row)
         if replicate is None and all(replicate_column(m) in frame for m in headline_metrics(frame)):
-            ref = frame.assign(**{m: frame[replicate_column(m)] for m in headline_metrics(frame)}).dropna()
+            ref = frame.assign(**{m: frame[replicate_column(m)] for m in [*headline_metrics(frame), ACTIVITY] if replicate_column(m) in frame})
             replicate = {"predictor": "replicate", "reference": True, "headline": headline(ref), "low": np.nan, "high": np.nan,
-                         "drugs": 0, "clusters": 0, "seeds": 0, **{norm_column(m): calibrated(ref, m) for m in headline_metrics(ref)}}
+                         "drugs": 0, "clusters": 0, "seeds": 0, **{norm_column(m): calibrated(ref, m) for m in headline_metrics(ref)},
+                         **beside(ref)}
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

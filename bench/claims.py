@@ -20,7 +20,9 @@ from bench.headline import CLUSTER, KEYS, clusters_of
 from bench.schema import DRUG
 
 PAPER_SIX = ["mean", "mean_DE50", "mean_DE10", "dis", "dis_DE50", "dis_DE10"]
-DISTRIBUTION = ["dis", "dis_DE50", "dis_DE10"]
+# The paper judged its distribution claim on dis*, which a smooth mean beats real cells on (improper,
+# docs/metrics.md); it is judged here on the proper, unbiased energy distance.
+DISTRIBUTION = ["energy_DE50"]
 NO_PRETRAIN = "BERT"
 PRETRAINED = ["BERT_transfer", "BERT_whole", "BERT_subset"]
 BASELINES = ["random", "knn", "CPA", "CPA_transfer", "cVAE"]
@@ -213,7 +215,8 @@ CLAIMS = [
     Claim("Pre-trained models are better than the model without pre-training on most metrics (Table 2)", pretraining, "frames",
           f"{', '.join(PRETRAINED)} (each decoder) against {NO_PRETRAIN} with the same decoder on the paper's six metrics; {SCORES}"),
     Claim("PertBERT is better than every baseline on the distribution metrics (Table 2)", distribution, "frames",
-          f"{', '.join(PRETRAINED)} against {', '.join(BASELINES)} on {', '.join(DISTRIBUTION)}; {SCORES}; contradicted when "
+          f"{', '.join(PRETRAINED)} against {', '.join(BASELINES)} on {', '.join(DISTRIBUTION)} (a proper score: the paper's "
+          f"dis* rank a smooth mean above real cells, so they cannot judge a distribution); {SCORES}; contradicted when "
           "the results against one baseline are only against, supported when every baseline's are only in favour"),
     Claim("The LSTM decoder outperforms the MLP decoder (Table 3)", decoder, "frames",
           f"each of {NO_PRETRAIN}, {', '.join(PRETRAINED)} against its `_mlp` twin on the paper's six metrics; {SCORES}"),

@@ -92,8 +92,9 @@ HEADLINE_NOTE = (
     "the predicted change (`de_recall`), an unbiased energy distance on the DE genes (`energy_DE50`) "
     "and discrimination among the split's conditions (`discrimination_score_l1`), each a ratio of means "
     "over the conditions where it is defined (DE-set scores skip conditions without a significant true "
-    "DE gene, scored instead by `activity_auroc`) and counted at no less than -1. `vs no change`: the "
-    "same score with the real controls as 0. Validation-selected epoch, "
+    "DE gene) and counted at no less than -1. `vs no change`: the same score with the real controls as 0; "
+    "`activity AUROC`: does the predicted effect size tell conditions with significant DE genes from inert "
+    "ones (0.5 = chance, per cell type; beside the headline, not in it)? Validation-selected epoch, "
     "scores pooled over seeds per condition; intervals: 95%, from a bootstrap over clusters of related "
     "held-out drugs, then each run's model seeds (below the table). "
     "`replicate` is a reference, not a method: half of the true cells predicting the other half."
@@ -109,14 +110,16 @@ HONEST_NOTE = (
 PAPER_NOTE = (
     "The paper's Table 2 protocol: a trainable predictor is scored at the epoch with the best *test* "
     "score (mean of the six paper metrics; optimistic: the test set chooses the model). Kept for "
-    "comparability with the paper."
+    "comparability with the paper. `dis*` (and `cov*` below) are improper: a smooth prediction (every "
+    "cell at the condition's mean) beats fresh cells of the true model on them, so they cannot judge a "
+    "distribution; `energy_DE50` (unbiased) does."
 )
 
 
 CALIBRATED_NOTE = (
-    "Calibrated scores: 0 = the real control cells used as the prediction, 1 = the metric's best value; "
-    "for distances 1 - score/floor. Aggregated as a "
-    "ratio of means over test conditions. The `replicate` row is a reference (half the truth)."
+    "Calibrated scores: 0 = the mean baseline (`train_mean`) as the prediction, 1 = the metric's best value; "
+    "for distances 1 - score/baseline. Aggregated as a ratio of means over the test conditions where the "
+    "metric is defined (DE-set metrics skip inert conditions). The `replicate` row is a reference (half the truth)."
 )
 
 

@@ -60,7 +60,7 @@ def forest(frame: pd.DataFrame, detectable: float, path: Path, title: str) -> Pa
         lead = float(methods["headline"].iloc[0])
         ax.axvspan(lead - detectable, lead, color="C0", alpha=0.12, lw=0,
                    label=f"within {detectable:.3f} of the leader: not detectable")
-    ax.axvline(0.0, color="0.3", lw=1, ls="--", label="floors (control cells) = 0")
+    ax.axvline(0.0, color="0.3", lw=1, ls="--", label="mean baseline (train_mean) = 0")
     for yi, (_, row) in zip(y, rows.iterrows()):
         ref = bool(row["reference"])
         color = "0.55" if ref else "C0"
@@ -69,7 +69,7 @@ def forest(frame: pd.DataFrame, detectable: float, path: Path, title: str) -> Pa
         ax.plot([row["headline"]], [yi], marker="D" if ref else "o", color=color, ms=5)
     labels = [f"{p} (reference)" if r else p for p, r in zip(rows["predictor"], rows["reference"])]
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("headline (0 = control cells, 1 = perfect), 95% interval over held-out drugs", fontsize=8)
+    ax.set_xlabel("headline (0 = the mean baseline, 1 = perfect), 95% interval over clusters of held-out drugs", fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.aggregate import neighbour_pairs, ranking
+from bench.aggregate import ACTIVITY_COLUMN, VS_CONTROL, neighbour_pairs, ranking
 from bench.board import Board, across, pooled_conditions
 from bench.headline import BOOTSTRAP, headline, interval_text
 from bench.record import NORM_SUFFIX
@@ -164,6 +164,7 @@ def headline_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(no successful runs with the headline metrics)"
     parts = [c for c in frame.columns if c.endswith(NORM_SUFFIX) or c.startswith("split seed")]
+    parts = [c for c in (VS_CONTROL, *parts, ACTIVITY_COLUMN) if c in frame]
     head = ["rank", "predictor", "headline", "95% interval (clusters, seeds)", *parts, "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rank = 0
