@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import tempfile
 import time
@@ -108,9 +109,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def approx_bytes(obj) -> int:
+    """About how many bytes `obj` takes written out: arrays and sparse matrices by their buffers,
+    tables by their deep memory use, containers by their parts."""
+    if hasattr(obj, "memory_usage") and hasattr(obj, "columns"):
+        return int(obj.memory_usage(deep=True, index=True).sum())
+    if hasattr(obj, "indptr"):
+        return sum(int(getattr(obj, part).nbytes) for part in ("data", "indices", "indptr"))
+    if hasattr(obj, "nbytes"):
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(approx_bytes(k) + approx_bytes(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return sum(approx_bytes(v) for v in obj)
+    return len(str(obj)) + 16
+
+
+def check_room(path: Path, nbytes: int) -> None:
+    """A one-line error, before anything is written, when a file of about `nbytes` cannot fit at
+    `path`: past the file-size limit (ulimit -f) or the free disk space. (HDF5 handles a write that
+    fails half-way badly, so h5ad files are checked first.)"""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY and nbytes > soft:
+        raise BenchError(f"{path}: cannot write it (file size limit reached (ulimit -f): about {nbytes:,} bytes needed, "
+                         f"the limit is {soft:,})")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise BenchError(f"{path}: cannot write it (disk full: about {nbytes:,} bytes needed, {free:,} free)")
+
+
 def atomic_write_h5ad(path: str | Path, adata) -> None:
-    """Write an AnnData to `path` atomically (h5ad), flushed to disk before the rename."""
+    """Write an AnnData to `path` atomically (h5ad), flushed to disk before the rename; refused
+    first when it would not fit (`check_room`)."""
     path = Path(path)
+    check_room(path, sum(approx_bytes(part) for part in (adata.X, adata.obs, adata.var, dict(adata.uns))) + (1 << 16))
     fd, tmp = _temporary(path, ".h5ad")
     os.close(fd)
     try:

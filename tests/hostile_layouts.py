@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -64,10 +65,10 @@ def dataframe(fh: h5py.File, key: str, index, categorical: dict | None = None, n
         _numbers(group, name, values)
 
 
-def values() -> np.ndarray:
+def values(n_cells: int = len(DRUGS)) -> np.ndarray:
     """Log-normalised-looking expression (non-integer, non-negative), cells x genes, about half zeros."""
     rng = np.random.default_rng(0)
-    x = np.round(rng.gamma(1.0, 0.6, (len(DRUGS), len(GENES))), 3).astype(np.float32) + 0.001
+    x = np.round(rng.gamma(1.0, 0.6, (n_cells, len(GENES))), 3).astype(np.float32) + 0.001
     x[rng.random(x.shape) < 0.5] = 0
     return x
 
@@ -90,20 +91,21 @@ def csr(fh: h5py.Group, data, indices, indptr, shape) -> h5py.Group:
 
 
 def cells(path: Path, x=None, obs: dict | None = None, numeric: dict | None = None, missing: dict | None = None,
-          n_obs: int | None = None, uns=None) -> Path:
+          n_obs: int | None = None, uns=None, drugs: list[str] = DRUGS) -> Path:
     """The valid small single-cell h5ad (CSR X), or it with one part replaced: `x(fh)` writes X,
     `obs` (categorical, replacing a numeric column of its name) and `numeric` replace columns,
     `missing` blanks labels, `n_obs` cuts obs, `uns(fh)` fills uns."""
-    n = len(DRUGS) if n_obs is None else n_obs
-    categorical = {"condition": DRUGS, "cell_type": ["A"] * len(DRUGS), **(obs or {})}
-    numbers = {k: v for k, v in {"dose": [0.0] * 4 + [1000.0] * 8, **(numeric or {})}.items() if k not in categorical}
+    n = len(drugs) if n_obs is None else n_obs
+    categorical = {"condition": drugs, "cell_type": ["A"] * len(drugs), **(obs or {})}
+    doses = [0.0 if d == "control" else 1000.0 for d in drugs]
+    numbers = {k: v for k, v in {"dose": doses, **(numeric or {})}.items() if k not in categorical}
     with h5py.File(path, "w") as fh:
         fh.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         dataframe(fh, "obs", [f"cell{i}" for i in range(n)], {k: v[:n] for k, v in categorical.items()},
                   {k: v[:n] for k, v in numbers.items()}, missing)
         dataframe(fh, "var", GENES)
         if x is None:
-            csr(fh, *csr_parts(values()), (len(DRUGS), len(GENES)))
+            csr(fh, *csr_parts(values(len(drugs))), (len(drugs), len(GENES)))
         else:
             x(fh)
         group = fh.create_group("uns")
@@ -111,6 +113,19 @@ def cells(path: Path, x=None, obs: dict | None = None, numeric: dict | None = No
         if uns is not None:
             uns(group)
     return path
+
+
+def uns_dict(group: h5py.Group, name: str, items: dict) -> None:
+    """A dict in uns as anndata stores one: a group of scalars (numbers, strings) and string arrays."""
+    sub = group.create_group(name)
+    sub.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+    for key, value in items.items():
+        if isinstance(value, list):
+            _strings(sub, key, value)
+        elif isinstance(value, str):
+            sub.create_dataset(key, data=value, dtype=STR).attrs.update({"encoding-type": "string", "encoding-version": "0.2.0"})
+        else:
+            sub.create_dataset(key, data=value).attrs.update({"encoding-type": "numeric-scalar", "encoding-version": "0.2.0"})
 
 
 def gct(path: Path, lines: list[str]) -> Path:
@@ -166,9 +181,12 @@ class Result:
     stderr: str
 
 
-def _bench_child(argv: list[str], cwd: str, out: str, err: str) -> None:
-    """In the child: run `bench ARGV` in `cwd` with stdout and stderr in the files `out` and `err`."""
+def _bench_child(argv: list[str], cwd: str, out: str, err: str, max_file_bytes: int | None) -> None:
+    """In the child: run `bench ARGV` in `cwd` with stdout and stderr in the files `out` and `err`
+    (and files limited to `max_file_bytes`, as `ulimit -f` limits them)."""
     os.chdir(cwd)
+    if max_file_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     os.environ.update({"BENCH_WORKERS": "1", "OMP_NUM_THREADS": "1"})
     for fd, name in ((1, out), (2, err)):
         os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
@@ -180,11 +198,11 @@ def _bench_child(argv: list[str], cwd: str, out: str, err: str) -> None:
     os._exit(code)
 
 
-def run_cli(argv: list[str], cwd: Path, timeout: float = 600) -> Result:
+def run_cli(argv: list[str], cwd: Path, timeout: float = 600, max_file_bytes: int | None = None) -> Result:
     """`bench ARGV` in a child process in `cwd`, one thread and one worker."""
     with tempfile.TemporaryDirectory() as logs:
         out, err = os.path.join(logs, "out"), os.path.join(logs, "err")
-        child = _SERVER.Process(target=_bench_child, args=([str(a) for a in argv], str(cwd), out, err))
+        child = _SERVER.Process(target=_bench_child, args=([str(a) for a in argv], str(cwd), out, err, max_file_bytes))
         child.start()
         child.join(timeout)
         if child.is_alive():

@@ -12,6 +12,8 @@ types and quirks (never through bench's own writer):
   of the Latin-1 micro byte), `distil_*` fields, no vehicle signatures.
 - GEO's GSE92742 side-car `gene_info`: `pr_gene_id, pr_gene_symbol, pr_gene_title, pr_is_lm,
   pr_is_bing` with 0/1 flags.
+- chemCPA's LINCS h5ad (GSE92742 Level 3 with inst_info as obs): categorical obs throughout
+  (`pert_dose` and `pert_dose_unit` `um` included), chemCPA's `condition`, `dose_val`, `control`.
 """
 
 from __future__ import annotations
@@ -213,3 +215,33 @@ def scperturb_sciplex3_full(path: Path, landmarks: list[str], drugs: list[str], 
             ad.io.write_elem(fh, key, {})
     return {"n_cells": n_cells, "n_genes": n_genes, "nnz": int(nnz), "duplicated": duplicated,
             "median_umis": float(np.median(ncounts)), "median_genes": float(np.median(ngenes))}
+
+
+def chemcpa_lincs_level3(path: Path, genes: list[str], inames: list[str], cell_line: str = "A", replicates: int = 3) -> Path:
+    """chemCPA's LINCS h5ad (`lincs_full.h5ad`, GSE92742 Level 3 with its inst_info as obs), written
+    with h5py in anndata's on-disk layout: a dense float32 X (z-scored-like, negative values too),
+    every text column of obs categorical as anndata stores strings, `pert_dose` too (written
+    '20.0', DMSO '0.1'), `pert_dose_unit` 'um' ('%' for DMSO), chemCPA's added `condition`
+    (pert_iname with letters and digits only), `cell_type`, `dose_val` (pert_dose / its maximum),
+    `cov_drug_dose_name` and a 0/1 `control` flag on DMSO rows."""
+    from hostile_layouts import dataframe
+
+    rows = [("DMSO", "ctl_vehicle", "0.1", "%")] * (2 * replicates)
+    rows += [(name, "trt_cp", dose, "um") for name in inames for dose in ("1.0", "20.0") for _ in range(replicates)]
+    iname, kind, dose, unit = (list(c) for c in zip(*rows))
+    condition = ["".join(ch for ch in n if ch.isalnum()) for n in iname]
+    dose_val = [float(d) / 20.0 if u == "um" else 0.005 for d, u in zip(dose, unit)]
+    obs = {"cell_id": [cell_line] * len(rows), "pert_iname": iname, "pert_type": kind, "pert_dose": dose,
+           "pert_dose_unit": unit, "pert_time": ["24"] * len(rows), "pert_time_unit": ["h"] * len(rows),
+           "rna_plate": [f"PLATE{i % 2}" for i in range(len(rows))], "condition": condition, "cell_type": [cell_line] * len(rows),
+           "cov_drug_dose_name": [f"{cell_line}_{c}_{v}" for c, v in zip(condition, dose_val)]}
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as fh:
+        fh.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
+        dataframe(fh, "obs", [f"inst{i}" for i in range(len(rows))], obs,
+                  {"dose_val": dose_val, "control": [int(c == "DMSO") for c in condition]})
+        dataframe(fh, "var", genes)
+        x = fh.create_dataset("X", data=rng.normal(0, 1, (len(rows), len(genes))).astype(np.float32))
+        x.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        fh.create_group("uns").attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+    return path

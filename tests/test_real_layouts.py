@@ -207,3 +207,22 @@ def test_check_says_when_a_file_carries_a_gene_selection(sciplex, capsys):
     assert main(["check", "--sc", str(sciplex)]) == 0
     out = capsys.readouterr().out
     assert "note: the file carries a gene selection (200 genes" in out and "held-out drugs helped choose" in out
+
+
+def test_chemcpa_lincs_level3_with_categorical_obs_checks(tmp_path, capsys):
+    """chemCPA's LINCS h5ad stores every obs column as a categorical (`pert_dose` '10.0' and
+    `pert_dose_unit` 'um' too): read in nM, with notes on the columns chemCPA added beside L1000's."""
+    from hostile_layouts import cells
+    from layouts import chemcpa_lincs_level3
+
+    drugs = ["control"] * 8 + [f"drug{i}" for i in range(5) for _ in range(4)] + ["BRDK7"] * 4
+    sc = cells(tmp_path / "sc.h5ad", drugs=drugs)
+    lincs = chemcpa_lincs_level3(tmp_path / "lincs_full.h5ad", [f"G{i}" for i in range(6)],
+                                 [f"drug{i}" for i in range(5)] + ["BRD-K7"])
+    bulk = load_bulk(lincs)
+    assert sorted(set(bulk.obs[DOSE])) == [0.0, 1000.0, 20_000.0]
+    notes = bulk.uns["bench_load"]["notes"]
+    assert any("dose (nM) columns 'pert_dose' and 'dose_val' disagree" in n for n in notes), notes
+    assert any("drug columns 'condition' and 'pert_iname' disagree on 6 row(s) (e.g. 'BRDK7' vs 'BRD-K7')" in n for n in notes), notes
+    assert main(["check", "--sc", str(sc), "--bulk", str(lincs)]) == 0
+    assert "lincs_full.h5ad: rows labelled 'DMSO' in column 'condition' (flagged 1 in column 'control') are read as controls" in capsys.readouterr().err
