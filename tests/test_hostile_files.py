@@ -92,7 +92,7 @@ CASES: dict[str, tuple[Callable[[Path], tuple[list[str], Path]], str]] = {
                                                   f"X/data has {len(DATA)} values but X/indices {len(DATA) - 1}"),
     "CSR shape declaring a huge matrix": (lambda t: check(t, _sc(t, x=_x(shape=(10**9, 10**9)))),
                                          "X/indptr has 13 entries, expected 1000000001"),
-    "a 0.6 MB h5ad declaring a 49 GiB dense X": (lambda t: check(t, _sc(t, x=_huge_dense)),
+    "a 0.5 MB h5ad declaring a 49 GiB dense X": (lambda t: check(t, _sc(t, x=_huge_dense)),
                                                  "/X declares 100000x131072 values (48.8 GiB) but the file stores"),
     "X shape not obs x var": (lambda t: check(t, _sc(t, n_obs=N - 1)), f"X is {N} x 6 but obs has {N - 1} rows and var 6"),
     "a dataset in external storage": (lambda t: check(t, _sc(t, x=_external)), "/X stores its data in the external file 'raw.bin'"),

@@ -25,6 +25,18 @@ from hostile_layouts import cells, run_cli, shown_lines, uns_dict
 
 SIX = ["control"] * 8 + [f"drug{i}" for i in range(6) for _ in range(4)]  # enough drugs to hold some out
 
+# The rows of docs/data.md's bad-input table these tests run: input -> what the one line says.
+DOCUMENTED = {
+    "leaderboard --check of a manifest holding another command": "command 'rm -rf ~' is not a",
+    "leaderboard --check of a command with --ray-address": "runs on Ray (--ray-address 10.0.0.5:6379); pass --allow-ray to re-run it there",
+    "a split name with ../ in run.json": "split name '../../escaped' cannot name a file: expected letters, digits",
+    "bench prepare --out holding the inputs": "which replacing the folder would delete",
+    "bench prepare --out not written by bench": "exists and has no prepare.json, so it is not a previous prepare output",
+    "--out that is a file": "exists and is not a folder; --out names a folder",
+    "a file-size limit (ulimit -f)": "cannot write it (file size limit reached (ulimit -f): about",
+    "a planted symlink at the download's .part": "is a symlink or not a plain file",
+}
+
 
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
@@ -49,10 +61,10 @@ def _published(folder: Path, command: str) -> Path:
 
 
 @pytest.mark.parametrize(("command", "expected"), [
-    ("rm -rf ~", "command 'rm -rf ~' is not a `bench run` command; only those are re-run"),
+    ("rm -rf ~", DOCUMENTED["leaderboard --check of a manifest holding another command"]),
     ("bench fetch sciplex3 --url http://10.0.0.5/x", "is not a `bench run` command"),
     ("bench run --data smoke --predictors control_mean --ray-address 10.0.0.5:6379",
-     "runs on Ray (--ray-address 10.0.0.5:6379); pass --allow-ray to re-run it there"),
+     DOCUMENTED["leaderboard --check of a command with --ray-address"]),
     ("bench run --data smoke --executor ray", "runs on Ray (--executor ray)"),
     ("bench run --data smoke --cache-dir /tmp/x --exec-hook x", "holds '--exec-hook', not an option bench run writes"),
 ])
@@ -77,7 +89,7 @@ def test_a_split_name_cannot_climb_out_of_out(tmp_path):
     runs = _run_folder(tmp_path / "runs", "../../escaped")
     out = tmp_path / "a" / "b" / "board"
     result = run_cli(["leaderboard", runs, "--out", out], tmp_path)
-    refused(result, runs / "run.json", "split name '../../escaped' cannot name a file: expected letters, digits")
+    refused(result, runs / "run.json", DOCUMENTED["a split name with ../ in run.json"])
     assert not list(tmp_path.rglob("escaped*")) and not list(tmp_path.rglob("*.png"))
 
 
@@ -87,7 +99,7 @@ def test_prepare_refuses_an_out_folder_holding_its_inputs(tmp_path):
     sc, bulk = cells(data / "sc.h5ad"), cells(data / "bulk.h5ad")
     before = {p: p.read_bytes() for p in (sc, bulk)}
     result = run_cli(["prepare", "--sc", sc, "--bulk", bulk, "--out", data], tmp_path)
-    refused(result, data, f"holds the input {sc}, which replacing the folder would delete")
+    refused(result, data, f"holds the input {sc}, {DOCUMENTED['bench prepare --out holding the inputs']}")
     assert {p: p.read_bytes() for p in (sc, bulk)} == before and files_under(tmp_path) == {"data", "data/sc.h5ad", "data/bulk.h5ad"}
 
 
@@ -96,19 +108,19 @@ def test_prepare_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "sc.h5ad").write_text("mine")
     refused(run_cli(["prepare", "--sc", sc, "--bulk", bulk, "--out", tmp_path / "out"], tmp_path), tmp_path / "out",
-            "exists and has no prepare.json, so it is not a previous prepare output")
+            DOCUMENTED["bench prepare --out not written by bench"])
 
 
 @pytest.mark.parametrize("argv", [["run", "--data", "smoke", "--predictors", "control_mean"], ["data", "--data", "smoke"]])
 def test_out_that_is_a_file_is_one_line(tmp_path, argv):
     (tmp_path / "taken").write_text("keep")
-    refused(run_cli([*argv, "--out", tmp_path / "taken"], tmp_path), tmp_path / "taken", "exists and is not a folder; --out names a folder")
+    refused(run_cli([*argv, "--out", tmp_path / "taken"], tmp_path), tmp_path / "taken", DOCUMENTED["--out that is a file"])
     assert (tmp_path / "taken").read_text() == "keep"
 
 
 def test_a_file_size_limit_is_one_line(tmp_path):
     result = run_cli(["data", "--data", "smoke", "--out", tmp_path / "out"], tmp_path, max_file_bytes=50_000)
-    refused(result, tmp_path / "out" / "sc.h5ad", "cannot write it (file size limit reached (ulimit -f): about")
+    refused(result, tmp_path / "out" / "sc.h5ad", DOCUMENTED["a file-size limit (ulimit -f)"])
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != ".bench.lock"]
 
 
@@ -162,7 +174,7 @@ def test_a_planted_part_symlink_is_refused(server, tmp_path):
     victim.write_text("untouched")
     part = folder / "SrivatsanTrapnell2020_sciplex3.h5ad.part"
     part.symlink_to(victim)
-    refused(run_cli(_fetch(server, tmp_path / "dest"), tmp_path), part, "is a symlink or not a plain file")
+    refused(run_cli(_fetch(server, tmp_path / "dest"), tmp_path), part, DOCUMENTED["a planted symlink at the download's .part"])
     assert victim.read_text() == "untouched"
 
 
