@@ -23,7 +23,6 @@ import pandas as pd
 
 from bench.errors import BenchError
 
-LOCK_NAME = ".bench.lock"  # the lock file of an output folder
 NAME = re.compile(r"[A-Za-z0-9._-]+")  # what a name read from a file may hold before it becomes part of a path
 
 
@@ -168,14 +167,15 @@ def fsync_file(path: Path) -> None:
 
 @contextmanager
 def file_lock(path: str | Path, timeout: float | None = None, busy: str | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if missing, never through a symlink) while the block
-    runs: processes that would compute the same cached file wait for the first one instead of
-    repeating its work. With `timeout` (seconds; 0: do not wait), a lock still held then is a one-line
-    error (`busy`, or one naming the lock file)."""
+    """Hold an exclusive lock on `path` (a folder, or a file created if missing; never through a
+    symlink) while the block runs: processes that would compute the same cached file wait for the
+    first one instead of repeating its work. With `timeout` (seconds; 0: do not wait), a lock still
+    held then is a one-line error (`busy`, or one naming the lock file)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, file_mode())
+        flags = os.O_RDONLY | os.O_DIRECTORY if path.is_dir() else os.O_RDWR | os.O_CREAT
+        fd = os.open(path, flags | os.O_NOFOLLOW, file_mode())
     except OSError as exc:
         raise write_error(path, exc) from None
     try:
@@ -205,10 +205,10 @@ def _acquire(fd: int, path: Path, timeout: float | None, busy: str | None) -> No
 
 
 def folder_lock(folder: Path, option: str = "--out") -> AbstractContextManager[None]:
-    """The lock of an output folder: a second bench writing into it stops at once with one line."""
-    busy = (f"{folder}: another bench process is writing into this folder (it holds {folder / LOCK_NAME}); "
-            f"wait for it to finish or choose another {option}")
-    return file_lock(Path(folder) / LOCK_NAME, timeout=0, busy=busy)
+    """The lock of an existing output folder (a lock on the folder itself, so no lock file is left):
+    a second bench writing into it stops at once with one line."""
+    busy = f"{folder}: another bench process is writing into this folder; wait for it to finish or choose another {option}"
+    return file_lock(Path(folder), timeout=0, busy=busy)
 
 
 def check_writable(folder: str | Path, option: str = "--out") -> Path:

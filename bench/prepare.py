@@ -14,6 +14,7 @@ DE lists are ranked once, as the evaluator would (`rank_de_genes`), and stored a
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -35,7 +36,7 @@ from bench.data.hdf5 import open_hdf5, read_metadata
 from bench.data.loaders import DE_KEYS, PREPARE_UNS_KEY, load_bulk
 from bench.data.validate import check_controls, check_expression, check_shared_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.io import atomic_write_h5ad, atomic_write_json, dir_mode, file_lock, replace_dir
+from bench.io import atomic_write_h5ad, atomic_write_json, dir_mode, folder_lock, replace_dir, writable_dir
 from bench.prepare_genes import DEFAULT_GENES, check_gene_budget, select_genes, seurat_dispersion
 from bench.prepare_scan import CellMatrix, scan, write_cells
 from bench.schema import CELL_TYPE, DOSE, DRUG
@@ -141,14 +142,21 @@ def _say(line: str) -> None:
 
 def prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions = PrepareOptions()) -> dict:
     """Write `out`/sc.h5ad, bulk.h5ad and prepare.json (into a temporary sibling folder, then moved
-    into place: on any error nothing is left behind). Returns what prepare.json records. A lock
-    beside --out stops a second prepare into the same folder at once."""
+    into place: on any error nothing is left behind). Returns what prepare.json records. A lock on
+    --out stops a second prepare into the same folder at once."""
     options.check()
     sc_path, bulk_path, out = Path(sc_path), Path(bulk_path), Path(out)
     check_out_dir(out, [sc_path, bulk_path, *options.smiles])
-    busy = f"{out}: another bench prepare is writing this folder; wait for it to finish or choose another --out"
-    with file_lock(out.parent / f".{out.name}.lock", timeout=0, busy=busy):
-        return _prepare(sc_path, bulk_path, out, options)
+    created = not out.exists()
+    writable_dir(out)  # locked for the whole run, so it exists from the start (removed again on an error)
+    try:
+        with folder_lock(out):
+            return _prepare(sc_path, bulk_path, out, options)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # only while it is still the empty folder made above
+                out.rmdir()
+        raise
 
 
 def _prepare(sc_path: Path, bulk_path: Path, out: Path, options: PrepareOptions) -> dict:
