@@ -270,3 +270,28 @@ def test_names_from_files_become_paths_only_when_safe(tmp_path):
     with pytest.raises(BenchError, match="outside the output folder"):
         inside(tmp_path, tmp_path / "link" / "etc")
     assert inside(tmp_path, tmp_path / "plots" / "a.png") == tmp_path / "plots" / "a.png"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    """ENOSPC while a result is flushed, and an h5ad larger than the free space: one line naming the
+    file, nothing left behind (the h5ad is refused before HDF5 starts writing it)."""
+    import errno
+    from collections import namedtuple
+
+    from bench import io
+    from bench.cli import main
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(BenchError, match=r"results\.csv: cannot write it \(disk full\)"):
+        io.atomic_write_text(tmp_path / "results.csv", "a,b\n")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    assert main(["data", "--data", "smoke", "--out", str(tmp_path / "out")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "sc.h5ad: cannot write it (disk full: about" in line and "1,000 free" in line and "\n" not in line
+    assert list((tmp_path / "out").iterdir()) == []

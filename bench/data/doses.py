@@ -16,6 +16,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from bench.schema import dose_text
+
 NM_PER_UNIT = {"M": 1e9, "mM": 1e6, "uM": 1e3, "nM": 1.0}  # the units --dose-unit accepts
 _FACTOR = {"m": 1e9, "mm": 1e6, "um": 1e3, "nm": 1.0, "pm": 1e-3}  # written units, lower case, µ as u
 _MICRO = ("\u00c2\u00b5", "\u00b5", "\u03bc")  # UTF-8 micro sign read as Latin-1, micro sign, Greek mu
@@ -99,5 +101,6 @@ def written_with_unit(doses: pd.Series, units: pd.Series) -> pd.Series:
 
 
 def describe(dose: Dose) -> str:
-    """A dose as nM per drug (`1000+1000`), for messages and summaries."""
-    return SEP.join(f"{d:g}" for d in dose)
+    """A dose as nM per drug (`1000+1000`; in full where six digits would merge two doses), for
+    obs `dose_parts`, messages and summaries."""
+    return SEP.join(dose_text(d) for d in dose)
