@@ -12,6 +12,8 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "control_mean": ("predictors.floors:ControlCells", {}),
     "train_mean": ("predictors.floors:TrainMeanShift", {}),
     "linear": ("predictors.linear:LinearBulk", {}),
+    "knn_structure": ("predictors.knn_structure:KnnStructure", {}),
+    "ridge_structure": ("predictors.ridge_structure:RidgeStructure", {}),
     "oracle": ("predictors.oracle:Oracle", {}),
     "CPA": ("predictors.cpa_model:CpaPredictor", {}),
     "CPA_transfer": ("predictors.cpa_model:CpaTransfer", {}),

@@ -25,6 +25,7 @@ from bench.errors import BenchError, DataUnsuitable
 from bench.schema import DRUG
 from predictors.base import Task
 from predictors.cpa_model import PAD, CpaPredictor
+from predictors.structures import readable
 
 log = logging.getLogger(__name__)
 SMILES_KEY = "cpa_smiles"
@@ -32,15 +33,6 @@ SMILES_KEY = "cpa_smiles"
 # vocabulary entry, the control included; a control cell's dose is 0, so its drug vector is multiplied
 # by 0 (logsigm doser: sigmoid(bias) - sigmoid(bias)) and the choice changes nothing.
 CONTROL_SMILES = ""
-
-
-def readable(smiles: str) -> bool:
-    """Whether RDKit parses `smiles` into a molecule with at least one atom."""
-    from rdkit import Chem, rdBase
-
-    with rdBase.BlockLogs():
-        mol = Chem.MolFromSmiles(smiles)
-    return mol is not None and mol.GetNumAtoms() > 0
 
 
 def task_smiles(task: Task) -> dict[str, str]:

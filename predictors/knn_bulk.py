@@ -13,6 +13,7 @@ from bench.errors import BenchError
 from bench.schema import Condition
 from metrics.correlation import standardize_rows
 from predictors.base import Predictor, Task, dense
+from predictors.neighbours import TrainingNeighbours
 from predictors.signatures import LineMatchedShifts
 
 
@@ -21,14 +22,11 @@ class KnnBulk(Predictor):
     defaults = {"k": 5}
 
     def fit(self, task: Task) -> None:
-        self._task = task
         assert task.bulk is not None  # needs = ("bulk",)
         x = dense(task.bulk.X)
         self._shifts = LineMatchedShifts(task.bulk.obs, task.control, lambda rows: x[rows].mean(axis=0))
         self._signatures: dict[tuple[str, str | None], np.ndarray | None] = {}
-        self._train: dict[tuple[str, float], set[str]] = {}
-        for cond in task.training_conditions():
-            self._train.setdefault((cond.cell_type, cond.dose), set()).add(cond.drug)
+        self._neighbours = TrainingNeighbours(task, self.config["k"], "knn")
 
     def _signature(self, drug: str, line: str | None) -> np.ndarray | None:
         """Mean bulk profile of `drug` minus that of the controls in `line`; with `line` None, those
@@ -40,25 +38,16 @@ class KnnBulk(Predictor):
 
     def neighbours(self, condition: Condition) -> list[str]:
         """The k training drugs nearest to the condition's drug in bulk, best first."""
-        candidates = sorted(self._train.get((condition.cell_type, condition.dose), set()))
         line: str | None = condition.cell_type
         if self._signature(condition.drug, line) is None:
             line = None
         query = self._signature(condition.drug, line)
         if query is None:
             raise BenchError(f"knn: drug '{condition.drug}' has no bulk profiles to compare")
-        sigs, names = [], []
-        for drug in candidates:
-            s = self._signature(drug, line)
-            if s is not None:
-                sigs.append(s)
-                names.append(drug)
-        if not names:
-            raise BenchError(f"knn: no training drug of {condition.cell_type} at dose {condition.dose:g} has bulk profiles")
+        names = self._neighbours.candidates(condition, lambda d: self._signature(d, line) is not None, "has bulk profiles")
+        sigs = [s for d in names if (s := self._signature(d, line)) is not None]
         r = standardize_rows(np.vstack(sigs)) @ standardize_rows(query[None, :])[0]
-        order = np.argsort(-r, kind="stable")[: self.config["k"]]
-        return [names[i] for i in order]
+        return self._neighbours.nearest(names, r)
 
     def predict(self, condition: Condition, controls: np.ndarray) -> np.ndarray:
-        picks = self.neighbours(condition)
-        return np.vstack([self._task.cells(condition.cell_type, d, condition.dose) for d in picks])
+        return self._neighbours.cells(condition, self.neighbours(condition))

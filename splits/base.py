@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.data.combinations import components
 from bench.errors import BenchError, closest
 from bench.schema import CONTROL, DRUG, Condition, conditions_of
 
@@ -54,25 +55,53 @@ class Split:
             raise BenchError(f"split '{self.name}' has no test conditions")
         if not self.conditions(obs, TRAIN):
             raise BenchError(f"split '{self.name}' has no training conditions")
-        leaked = set(self.drugs(obs, TEST)) & set(self.drugs(obs, TRAIN))
-        if self.name == "unseen_drugs" and leaked:
-            raise BenchError(f"split '{self.name}': test drug(s) also in training: {', '.join(sorted(leaked))}")
+        rule = _SPLITS[self.name][2] if self.name in _SPLITS else None
+        leaked = rule(self, obs) if rule is not None else None
+        if leaked:
+            raise BenchError(f"split '{self.name}': {leaked}")
+
+
+LeakRule = Callable[[Split, pd.DataFrame], str | None]  # what of the held-out set reached training, or None
+
+
+def role_of(label: str, held: dict[str, str]) -> str:
+    """A drug label's role given the held-out roles in `held` (by label or by drug): test if it or any
+    of its drugs is a test drug, else validation if any is one, else training; so a combination is
+    held out with any drug it contains."""
+    roles = {held.get(d, TRAIN) for d in {label, *components(label)}}
+    return TEST if TEST in roles else VAL if VAL in roles else TRAIN
+
+
+def reached(held: list[str], trained: list[str]) -> list[str]:
+    """The held-out drug labels that training reaches: the same label, or a single drug inside a
+    training combination (a held-out combination of drugs trained apart is a new combination)."""
+    labels = set(trained)
+    inside = {d for label in labels for d in components(label)}
+    return [label for label in held if label in labels or (len(components(label)) == 1 and label in inside)]
+
+
+def drug_leaks(split: Split, obs: pd.DataFrame) -> str | None:
+    """The unseen-drug rule: no test drug is in training, alone or inside a combination."""
+    leaked = reached(split.drugs(obs, TEST), split.drugs(obs, TRAIN))
+    return f"test drug(s) also in training: {', '.join(leaked)}" if leaked else None
 
 
 SplitFn = Callable[..., Split]
-_SPLITS: dict[str, tuple[SplitFn, str]] = {}
+_SPLITS: dict[str, tuple[SplitFn, str, LeakRule | None]] = {}
 
 
-def register_split(name: str, description: str):
+def register_split(name: str, description: str, leaks: LeakRule | None):
+    """Register a split function under `name`; `leaks` is the rule `Split.validate` checks its
+    hold-out with (None: a split with no rule to check)."""
     def deco(fn: SplitFn) -> SplitFn:
-        _SPLITS[name] = (fn, description)
+        _SPLITS[name] = (fn, description, leaks)
         return fn
 
     return deco
 
 
 def split_names() -> dict[str, str]:
-    return {name: desc for name, (_, desc) in _SPLITS.items()}
+    return {name: desc for name, (_, desc, _) in _SPLITS.items()}
 
 
 def benchmark_split(bench, name: str, seed: int = 0, split_column: str | None = None,

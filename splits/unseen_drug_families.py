@@ -5,7 +5,8 @@ sibling (same mechanism, or same Bemis-Murcko scaffold) in training.
 siblings; here it has to generalise to a new mechanism. Families come from the obs column
 `drug_family` (the generator writes it; a real file can carry one, e.g. sci-Plex3's pathway
 annotation under that name), or, when
-drugs have SMILES (obs `smiles`, from `--smiles` tables), from their Bemis-Murcko scaffolds.
+drugs have SMILES (obs `smiles`, from `--smiles` tables), from their Bemis-Murcko scaffolds. A drug
+combination (`A+B`) is held out with any drug it contains, as in `unseen_drugs`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bench.data.benchmark import FAMILY
 from bench.data.drugs import SMILES
 from bench.errors import BenchError
 from bench.schema import CONTROL, DRUG
-from splits.base import TEST, TRAIN, VAL, Split, check_folds, fold_of, register_split
+from splits.base import TEST, TRAIN, VAL, Split, check_folds, drug_leaks, fold_of, register_split, role_of
 
 
 def scaffold(smiles: str) -> str | None:
@@ -38,7 +39,12 @@ def scaffold(smiles: str) -> str | None:
 def drug_groups(adata: ad.AnnData, control: str = CONTROL) -> dict[str, str]:
     """drug -> group of every treated drug: its scaffold when the set has SMILES, else its
     `drug_family`. A drug without either forms a group of its own."""
-    obs = adata.obs.loc[adata.obs[DRUG].astype(str) != control].drop_duplicates(DRUG)
+    return obs_groups(adata.obs, control)
+
+
+def obs_groups(obs: pd.DataFrame, control: str = CONTROL) -> dict[str, str]:
+    """`drug_groups` from the set's obs."""
+    obs = obs.loc[obs[DRUG].astype(str) != control].drop_duplicates(DRUG)
     first = obs.set_index(obs[DRUG].astype(str))
     if SMILES in obs and first[SMILES].notna().any():
         keys = {d: scaffold(s) if isinstance(s, str) else None for d, s in first[SMILES].items()}
@@ -51,7 +57,16 @@ def drug_groups(adata: ad.AnnData, control: str = CONTROL) -> dict[str, str]:
     return {d: f"{prefix}:{k}" if k is not None else f"drug:{d}" for d, k in keys.items()}
 
 
-@register_split("unseen_drug_families", "whole drug families (or scaffolds, with --smiles) held out; validation on other families")
+def family_leaks(split: Split, obs: pd.DataFrame) -> str | None:
+    """The unseen-family rule: the unseen-drug rule, and no test drug has a family member in training."""
+    groups = obs_groups(obs, split.control)
+    trained = {groups[d] for d in split.drugs(obs, TRAIN)}
+    leaked = [d for d in split.drugs(obs, TEST) if groups[d] in trained]
+    return drug_leaks(split, obs) or (f"test drug(s) with a family member in training: {', '.join(leaked)}" if leaked else None)
+
+
+@register_split("unseen_drug_families", "whole drug families (or scaffolds, with --smiles) held out; validation on other families",
+                leaks=family_leaks)
 def unseen_drug_families(
     adata: ad.AnnData,
     seed: int = 0,
@@ -92,6 +107,6 @@ def unseen_drug_families(
     if held[VAL] == 0 or len(role) == len(groups):
         among = "" if eligible is None else " whose drugs all have bulk profiles"
         raise BenchError(f"unseen_drug_families: {len(families)} drug families{among} are too few for test, validation and training")
-    labels = adata.obs[DRUG].astype(str).map(lambda d: role.get(d, TRAIN))
+    labels = adata.obs[DRUG].astype(str).map(lambda d: role_of(d, role))
     return Split("unseen_drug_families", pd.Series(labels.to_numpy(), index=adata.obs_names), seed=seed, control=control,
                  fold=fold if folds else None, folds=folds)

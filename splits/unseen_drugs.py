@@ -11,13 +11,14 @@ import pandas as pd
 from bench.data.combinations import components, is_combination
 from bench.errors import BenchError, closest
 from bench.schema import CONTROL, DRUG
-from splits.base import TEST, TRAIN, VAL, Split, check_folds, fold_of, register_split
+from splits.base import TEST, TRAIN, VAL, Split, check_folds, drug_leaks, fold_of, register_split, role_of
 
 # Values of CPA/chemCPA split columns and the role each one plays here.
 OBS_SPLIT_VALUES = {"train": TRAIN, "test": VAL, "ood": TEST}
 
 
-@register_split("unseen_drugs", "drugs held out of single-cell training entirely; validation on other held-out drugs")
+@register_split("unseen_drugs", "drugs held out of single-cell training entirely; validation on other held-out drugs",
+                leaks=drug_leaks)
 def unseen_drugs(
     adata: ad.AnnData,
     seed: int = 0,
@@ -59,16 +60,10 @@ def unseen_drugs(
         order = rng.permutation(drugs)
         n_test = max(1, int(round(test_fraction * len(drugs))))
         held = {d: TEST for d in order[:n_test]} | {d: VAL for d in order[n_test : n_test + n_val]}
-    role = {name: _role(name, held) for name in names}
+    role = {name: role_of(name, held) for name in names}
     roles = labels.map(lambda d: role.get(d, TRAIN))
     return Split("unseen_drugs", pd.Series(roles.to_numpy(), index=adata.obs_names), seed=seed, control=control,
                  fold=fold if folds else None, folds=folds)
-
-
-def _role(label: str, held: dict[str, str]) -> str:
-    """A label's role: test if any of its drugs is a test drug, else validation if any is one."""
-    roles = {held.get(d, TRAIN) for d in components(label)}
-    return TEST if TEST in roles else VAL if VAL in roles else TRAIN
 
 
 def from_obs_column(adata: ad.AnnData, column: str, control: str = CONTROL) -> Split:
@@ -92,7 +87,7 @@ def _check_combinations(roles: pd.DataFrame, column: str) -> None:
     """A stored split must hold a training combination's drugs in training too."""
     pairs = roles.drop_duplicates()
     held = {d: r for d, r in pairs.itertuples(index=False) if r != TRAIN and len(components(d)) == 1}
-    leaks = sorted(d for d, r in pairs.itertuples(index=False) if r == TRAIN and _role(d, held) != TRAIN)
+    leaks = sorted(d for d, r in pairs.itertuples(index=False) if r == TRAIN and role_of(d, held) != TRAIN)
     if leaks:
         raise BenchError(f"split column '{column}': training combination(s) {', '.join(leaks[:3])} contain a held-out "
                          "drug; hold each combination out with its drugs")

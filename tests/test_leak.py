@@ -25,20 +25,20 @@ def _is_namespace(obj) -> bool:
     return isinstance(obj, (types.ModuleType, type)) or (isinstance(obj, dict) and "__builtins__" in obj)
 
 
-def _walk(*roots) -> None:
-    """Record every float row, type name and dict key reachable from `roots` by object references."""
+def _walk(*roots, found: dict[str, set] = FOUND) -> None:
+    """Record in `found` every float row, type name and dict key reachable from `roots` by object references."""
     seen, queue = set(), list(roots)
     while queue and len(seen) < LIMIT:
         obj = queue.pop()
         if id(obj) in seen or _is_namespace(obj):
             continue
         seen.add(id(obj))
-        FOUND["types"].add(type(obj).__name__)
+        found["types"].add(type(obj).__name__)
         if isinstance(obj, dict):
-            FOUND["keys"].update(k for k in obj if isinstance(k, str))
+            found["keys"].update(k for k in obj if isinstance(k, str))
         rows = obj.toarray() if sp.issparse(obj) else obj if isinstance(obj, np.ndarray) else None
         if rows is not None and rows.ndim == 2 and rows.dtype.kind == "f":
-            FOUND["rows"].update(r.astype(np.float32).tobytes() for r in rows)
+            found["rows"].update(r.astype(np.float32).tobytes() for r in rows)
         if isinstance(obj, types.FunctionType):
             queue.extend(c.cell_contents for c in obj.__closure__ or ())
             queue.extend(obj.__defaults__ or ())
@@ -61,16 +61,19 @@ class Snoop(Predictor):
         return {c: controls(c.cell_type) for c in conditions}
 
 
-def test_a_snooping_plugin_finds_no_test_cell_evaluator_or_truth(smoke, tmp_path, monkeypatch):
+@pytest.mark.parametrize("split_name", ["unseen_drugs", "unseen_drug_cell_line"])
+def test_a_snooping_plugin_finds_no_test_cell_evaluator_or_truth(smoke, tmp_path, monkeypatch, split_name):
     monkeypatch.setitem(BUILTIN, "snoop", (f"{__name__}:Snoop", {}))
-    assert main(["run", "--data", "smoke", "--predictors", "snoop", "--out", str(tmp_path / "out")]) == 0
+    for key in ("rows", "types", "keys"):
+        FOUND[key].clear()
+    assert main(["run", "--data", "smoke", "--split", split_name, "--predictors", "snoop", "--out", str(tmp_path / "out")]) == 0
     assert FOUND["truth_given"] is False
     assert not {"bench_truth", "bench_de"} & FOUND["keys"]
     assert Evaluator.__name__ not in FOUND["types"] and "Sweep" not in FOUND["types"]
     # The held-out drugs' cells, row by row, are nowhere among the rows the plug-in could reach ...
     from splits import get_split
 
-    split = get_split("unseen_drugs", smoke.sc, seed=0)
+    split = get_split(split_name, smoke.sc, seed=0)
     held_out = split.labels.to_numpy() != "train"
     test_rows = {r.tobytes() for r in np.asarray(smoke.sc.X[np.flatnonzero(held_out)].toarray(), dtype=np.float32)}
     assert test_rows and not test_rows & FOUND["rows"]

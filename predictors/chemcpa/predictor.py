@@ -14,8 +14,9 @@ from bench.errors import BenchError
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
 from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, gaussian_cells, row_chunks
 from predictors.chemcpa.model import ChemCPAModule
-from predictors.chemcpa.structures import DoseFeature, Structures, left_out, task_smiles
+from predictors.chemcpa.structures import DoseFeature, Structures, left_out
 from predictors.chemcpa.training import Rows, Trainer
+from predictors.structures import task_smiles
 
 log = logging.getLogger(__name__)
 

@@ -1,58 +1,26 @@
-"""Drug structures for chemCPA: SMILES read from the sets' obs `smiles`, frozen Morgan fingerprints
-(radius 2, 2,048 bits) and the log-dose feature the dose scaler takes."""
+"""Drug structures for chemCPA: the shared Morgan fingerprints (predictors/structures.py) as a frozen
+torch table indexed by drug, and the log-dose feature the dose scaler takes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from bench.data.drugs import drug_smiles
-from bench.errors import BenchError, DataUnsuitable
-from predictors.base import Task
+from bench.errors import BenchError
+from predictors.structures import Fingerprints
 
 CONTROL_ROW = -1  # drug index of control rows: no drug shift
 
 
-def task_smiles(task: Task, bulk: bool = True) -> dict[str, str]:
-    """drug -> SMILES from obs `smiles` of the bulk set (held-out drugs are read there: the training
-    cells hold none of their rows) and of the single-cell training set, whose spelling wins."""
-    table: dict[str, str] = {}
-    for adata in ([task.bulk] if bulk and task.bulk is not None else []) + [task.train]:
-        table.update({d: s.strip() for d, s in drug_smiles(adata, task.control).items()
-                      if s.strip() and s.strip().lower() != "nan"})
-    return table
-
-
-def _listed(drugs: list[str]) -> str:
-    return ", ".join(drugs[:5]) + (f" and {len(drugs) - 5} more" if len(drugs) > 5 else "")
-
-
-def readable(smiles: str) -> bool:
-    """Whether RDKit reads `smiles` as a molecule with at least one atom."""
-    from rdkit import Chem, RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
-    return mol is not None and mol.GetNumAtoms() > 0
-
-
-class Structures:
-    """Fingerprints of the drugs that have a readable SMILES, one row each, by drug name."""
+class Structures(Fingerprints):
+    """Fingerprints of the drugs that have a readable SMILES (radius 2, 2,048 bits by default), as a
+    torch table whose rows the model indexes by drug."""
 
     def __init__(self, smiles: dict[str, str], drugs: Iterable[str], radius: int = 2, n_bits: int = 2048) -> None:
-        from bench.data.molecules import morgan_fingerprints
-
-        self.drugs = pd.Index(sorted(d for d in set(drugs) if d in smiles and readable(smiles[d])))
-        fp = morgan_fingerprints([smiles[d] for d in self.drugs], radius=radius, n_bits=n_bits) if len(self.drugs) \
-            else np.zeros((0, n_bits))
-        self.fingerprints = torch.as_tensor(np.asarray(fp, dtype=np.float32))
-        self.n_bits = n_bits
-
-    def __contains__(self, drug: str) -> bool:
-        return drug in self.drugs
+        super().__init__(smiles, drugs, radius, n_bits)
+        self.fingerprints = torch.as_tensor(self.bits)
 
     def index(self, drugs: np.ndarray, control: str) -> torch.Tensor:
         """Fingerprint rows of `drugs` (CONTROL_ROW for the control); an unknown drug is an error."""
@@ -64,13 +32,6 @@ class Structures:
             raise BenchError(f"chemCPA: no structure for drug '{drugs[np.flatnonzero(unknown)[0]]}'")
         rows[control_rows] = CONTROL_ROW
         return torch.as_tensor(rows, dtype=torch.long)
-
-    def require(self, drugs: Iterable[str], name: str) -> None:
-        """Raise DataUnsuitable naming the held-out drugs without a readable SMILES."""
-        missing = sorted({d for d in drugs if d not in self})
-        if missing:
-            raise DataUnsuitable(f"{name}: no readable SMILES for held-out drug(s) {_listed(missing)} "
-                                 "(obs 'smiles' of the single-cell or bulk set)")
 
 
 def left_out(drugs: Iterable[str], structures: Structures) -> list[str]:
