@@ -327,7 +327,8 @@ def execute(sweep: Sweep, job: Job, bar=None) -> RunOutput:
     test_eval, val_eval = sweep.evaluators()
     output = run_one(job.predictor, job.seed, sweep.bench, sweep.split, test_eval, val_eval, sweep.config, bar)
     if output.predictions is not None:
-        output.predictions.uns[PREDICTIONS_UNS_KEY].update(run_key=job.key, scoring_version=SCORING_VERSION)
+        training = sorted(test_eval.training_drugs())
+        output.predictions.uns[PREDICTIONS_UNS_KEY].update(run_key=job.key, scoring_version=SCORING_VERSION, training_drugs=training)
     output.record.run_key, output.record.scoring_version, output.record.versions = job.key, SCORING_VERSION, package_versions()
     return output
 

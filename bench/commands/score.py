@@ -22,15 +22,15 @@ from bench.data.hdf5 import read_h5ad_checked
 from bench.data.loaders import LOAD_UNS_KEY, canonical, de_lists_from_uns, load_single_cell, resolve_expression
 from bench.data.validate import check_controls, check_expression, check_genes, checks_reported_here
 from bench.errors import BenchError
-from bench.evaluation import Evaluator, reference_input_size
-from bench.headline import headline, interval
+from bench.evaluation import Evaluator, input_size_of
+from bench.headline import headline, headline_vs_control, interval
 from bench.io import atomic_write_csv, check_writable_file
 from bench.predictions import UNS_KEY as PREDICTIONS_UNS_KEY
 from bench.predictions import provenance
-from bench.record import NORM_SUFFIX, REPLICATE_SUFFIX, replicate_column
+from bench.record import ACTIVE, NORM_SUFFIX, REPLICATE_SUFFIX, replicate_column
 from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG, Condition, conditions_of, same_dose
 from metrics import get_metrics
-from metrics.calibration import calibrated
+from metrics.calibration import BASE, FLOOR, calibrated
 from predictors.base import dense
 
 PAIR_CONTROL = "non-targeting"  # cell-eval's default control label
@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="controls per cell type that form the floor (and cap each predicted set): as many as the predictor "
                         "was handed (default: for a file saved by bench run, computed from the truth's conditions that are "
                         "not scored, as the run sized them; else every control)")
+    p.add_argument("--training-drugs", default=None, metavar="D1,D2,...",
+                   help="the drugs the predictor was trained on: their conditions in the truth form the mean baseline (the "
+                        "headline's 0) and size the controls a saved run handed over (default: every treated drug of the "
+                        "truth that is not scored); a file saved by bench run names its run's, to pass here")
     p.add_argument("--control", "--control-pert", dest="control", default=None, metavar="LABEL",
                    help=f"label of control cells (default: {CONTROL}, DMSO/vehicle detected; with --pert-col: "
                         f"{PAIR_CONTROL}, cell-eval's)")
@@ -121,13 +125,36 @@ def floor_size(args: argparse.Namespace, truth: ad.AnnData, shared: list[Conditi
         raise BenchError(f"--input-size {args.input_size}: expected a positive number of controls per cell type")
     size = args.input_size
     if size is None and made is not None:
-        size = reference_input_size(truth, shared, control)
+        known = training_conditions(args, truth, shared, control)
+        size = input_size_of(truth, known, control) if known else None
     said = recorded_input_size(pred_uns) if made is not None else None
     if said is not None and size is not None and said != size:
         print(f"bench score: warning: {args.pred} says its run handed {said} controls per cell type; the floor uses "
               f"{size} ({'--input-size' if args.input_size else 'from the truth'}); give --input-size to choose",
               file=sys.stderr)
     return size
+
+
+def training_conditions(args: argparse.Namespace, truth: ad.AnnData, shared: list[Condition], control: str) -> list[Condition]:
+    """The truth's conditions of --training-drugs (every unscored treated condition by default)."""
+    unscored = sorted(set(conditions_of(truth.obs, control=control)) - set(shared))
+    if args.training_drugs is None:
+        return unscored
+    drugs = {d.strip() for d in args.training_drugs.split(",") if d.strip()}
+    unknown = sorted(drugs - {c.drug for c in unscored})
+    if unknown:
+        raise BenchError(f"--training-drugs: {', '.join(unknown[:3])} not among the truth's unscored treated drugs")
+    return [c for c in unscored if c.drug in drugs]
+
+
+def note_training(args: argparse.Namespace, pred_uns: dict, used: list[Condition]) -> None:
+    """Warn when a saved run's file names other training drugs than the mean baseline uses (read only
+    to warn, never to choose)."""
+    meta = pred_uns.get(PREDICTIONS_UNS_KEY)
+    said = meta.get("training_drugs") if isinstance(meta, dict) else None
+    if said is not None and {str(d) for d in np.asarray(said).ravel()} != {c.drug for c in used}:
+        print(f"bench score: warning: {args.pred} says its run trained on {len(np.asarray(said).ravel())} drug(s); the mean "
+              f"baseline uses {len({c.drug for c in used})}: give --training-drugs to reproduce the run", file=sys.stderr)
 
 
 def returned_counts(uns: dict, conditions: list[Condition]) -> dict[Condition, int] | None:
@@ -179,7 +206,10 @@ def run(args: argparse.Namespace) -> int:
     if made is not None:
         print(f"predictions saved by bench run: {made}")
     print(f"floor: {f'{size} controls per cell type (a seeded subset, as a run hands them over)' if size else 'every control'}")
-    evaluator = Evaluator(truth, shared, control, subset_controls=size is not None, input_size=size)
+    training = training_conditions(args, truth, shared, control)
+    if made is not None:
+        note_training(args, pred_uns, training)
+    evaluator = Evaluator(truth, shared, control, subset_controls=size is not None, input_size=size, training=training)
     obs = pred.obs
     predictions = {}
     for c in shared:
@@ -188,14 +218,17 @@ def run(args: argparse.Namespace) -> int:
     frame = evaluator.score(predictions, counts=returned_counts(pred_uns, shared) if made is not None else None)
     names = [m.name for m in get_metrics()]
     if args.out is not None:
-        columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred"]
-        columns += [f"{n}{suffix}" for n in names for suffix in ("", "_floor", NORM_SUFFIX, REPLICATE_SUFFIX)]
+        columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred", ACTIVE]
+        columns += [f"{n}{suffix}" for n in names for suffix in ("", BASE, FLOOR, NORM_SUFFIX, REPLICATE_SUFFIX)]
         atomic_write_csv(args.out, frame[columns])
     low, high = interval(frame)
     print(f"scored {len(shared)} condition(s) of {frame[DRUG].nunique()} drug(s), each at the truth's cell count;")
+    known = len(evaluator.training)
+    print(f"0 = the mean baseline (train_mean) over the truth's {known} unscored treated condition(s)" if known
+          else "0 = no change (the truth holds no unscored treated condition to build the mean baseline from)")
     spread = f"{low:.3f} to {high:.3f}" if np.isfinite([low, high]).all() else "n/a (one drug)"
-    print(f"headline {headline(frame):.3f} (95% interval over drugs {spread})")
-    print("mean over conditions; calibrated: 0 = the real controls, 1 = best value; replicate: half the truth, calibrated")
+    print(f"headline {headline(frame):.3f} (95% interval over drugs {spread}); against no change {headline_vs_control(frame):.3f}")
+    print("mean over conditions where defined; calibrated: 0 = the mean baseline, 1 = best value; replicate: half the truth, calibrated")
     for name in names:
         rep = calibrated(frame.assign(**{name: frame[replicate_column(name)]}), name)
         print(f"  {name:24s} {frame[name].mean():9.4f}   calibrated {calibrated(frame, name):7.3f}   replicate {rep:7.3f}")

@@ -47,6 +47,7 @@ class Evaluator:
         """The mean baseline's scored set per condition: exactly what `train_mean` returns when fitted
         on `training` (clipped and capped as every prediction is); None without training conditions."""
         known = set(conditions_of(adata.obs, None, self.control)) - set(self.conditions) if training is None else set(training)
+        self.training = sorted(known)  # the conditions the mean baseline averages (empty: it is the controls)
         if not known:
             return None
         index = RowIndex(adata.obs)
@@ -54,6 +55,10 @@ class Evaluator:
                              lambda ct: dense(adata.X[index.rows(ct, self.control)]))
         return {c: self.sampling.cap(c, validated(self.truth, c, shifted(shifts, c, self.controls_for(c))))
                 for c in self.conditions}
+
+    def training_drugs(self) -> set[str]:
+        """The drugs whose conditions the mean baseline averages."""
+        return {c.drug for c in self.training}
 
     def controls_for(self, condition: Condition) -> np.ndarray:
         """A copy of the control cells a predictor transforms for `condition` (and the floor uses)."""
