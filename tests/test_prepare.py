@@ -14,7 +14,6 @@ import scipy.sparse as sp
 
 from bench.cli import main
 from bench.data.loaders import load_bulk, load_single_cell
-from bench.evaluation import de_lists
 from bench.prepare import OUTPUTS, PrepareOptions, prepare
 from bench.schema import CELL_TYPE, CONTROL, DE_UNS_KEY, DOSE, DRUG
 from layouts import ALIAS_ONLY, NOT_ON_PLATE, PLATE_DRUGS, SCIPLEX_DOSES, scperturb_sciplex3, scperturb_sciplex3_full
@@ -140,11 +139,13 @@ def test_max_cells_per_condition_caps_each_condition_keeps_controls_seeded(scipl
     assert record["counts"]["cells_kept"] == runs["c"].n_obs == len(treated) + 180
 
 
-def test_stored_de_lists_are_the_evaluators_ranking(prepared):
+def test_stored_de_lists_are_cpas_ranking(prepared):
+    """The file carries CPA's `rank_genes_groups_cov` (every gene per (cell type, drug), |t| order), so
+    CPA and chemCPA read it as their own; bench's scoring chooses its DE genes per condition itself."""
     sc = load_single_cell(prepared[0] / "sc.h5ad")
     assert DE_UNS_KEY in sc.uns
-    pairs = {(ct, d) for ct, d in sc.obs[[CELL_TYPE, DRUG]].drop_duplicates().astype(str).itertuples(index=False) if d != CONTROL}
-    stored = de_lists(sc, pairs)
+    pos = {g: i for i, g in enumerate(sc.var_names)}
+    stored = {key: np.array([pos[g] for g in genes]) for key, genes in sc.uns[DE_UNS_KEY].items()}
     del sc.uns[DE_UNS_KEY]
     on_the_fly = rank_de_genes(sc, CONTROL)
     assert stored.keys() == on_the_fly.keys() and len(stored) == 3 * len(DRUGS)

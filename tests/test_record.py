@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.cache import finished, stale_reason
+from bench.cache import SCORING_VERSION, finished, stale_reason
 from bench.cli import main
 from bench.errors import BenchError
 from bench.record import FAILED, OK, RECORD_VERSION, RESULT_FILE, SELECTIONS, Failure, RunRecord, Scores, read_record
@@ -18,7 +18,7 @@ OLD_OK = {
     "predictor": "knn", "seed": 1, "split": "unseen_drugs", "status": "ok", "error": None, "trainable": False,
     "reference": False, "options": {"k": 5}, "best_test_epoch": None, "val_epoch": None, "last_epoch": None,
     "seconds_per_epoch": None, "fit_seconds": 0.25, "eval_seconds": 1.5, "stopped_early_at": None,
-    "test_selected": SELECTION, "val_selected": {**SELECTION, "mean": 0.8}, "run_key": "abc", "scoring_version": 2,
+    "test_selected": SELECTION, "val_selected": {**SELECTION, "mean": 0.8}, "run_key": "abc", "scoring_version": SCORING_VERSION,
 }
 
 
@@ -33,7 +33,7 @@ def test_a_new_record_round_trips_with_its_version():
     scores = Scores({s: dict(SELECTION) for s in SELECTIONS}, best_test_epoch=3, val_epoch=2, last_epoch=7,
                     seconds_per_epoch=0.5, fit_seconds=3.5, eval_seconds=1.0, stopped_early_at=7)
     record = RunRecord("cVAE", 0, "unseen_drugs", trainable=True, reference=False, options={"lr": 1e-3}, scores=scores,
-                       search={"chosen": {"lr": 1e-3}}, run_key="k", scoring_version=2, extra={"note": "kept"})
+                       search={"chosen": {"lr": 1e-3}}, run_key="k", scoring_version=SCORING_VERSION, extra={"note": "kept"})
     data = json.loads(json.dumps(record.to_json()))
     assert data["record_version"] == RECORD_VERSION and data["note"] == "kept" and data["error"] is None
     assert RunRecord.from_json(data) == record
@@ -68,7 +68,7 @@ def test_the_cache_reuses_an_old_record_and_skips_an_unreadable_one(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(OLD_OK))
     assert finished(tmp_path, "knn", 1, "abc") == {**OLD_OK, "record_version": 0}
-    assert stale_reason(tmp_path, "knn", 1, "other") == "its configuration or data changed"
+    assert stale_reason(tmp_path, "knn", 1, "other").startswith("its configuration or data changed")
     path.write_text(json.dumps({**OLD_OK, "record_version": RECORD_VERSION + 1}))
     assert finished(tmp_path, "knn", 1, "abc") is None and stale_reason(tmp_path, "knn", 1, "other") is None
 
