@@ -55,7 +55,7 @@ def test_bench_numpy_matmul(benchmark, cells):
 def test_bench_energy_de50(benchmark, cells):
     true, pred = cells
     value = benchmark(energy_distance, true[:, :50], pred[:, :50])
-    assert value >= 0.0
+    assert np.isfinite(value)  # unbiased: two close distributions can score slightly below 0
 
 
 @pytest.fixture(scope="module")

@@ -58,8 +58,9 @@ def test_single_cell_loads_as_float32_csr_without_layers(sciplex_like, benchmark
     sc, peak = peak_bytes(load_single_cell, sciplex_like)
     assert sp.isspmatrix_csr(sc.X) and sc.X.dtype == np.float32 and not sc.layers
     assert sc.X.nnz == pytest.approx(N_CELLS * N_GENES * DENSITY, rel=0.01)
-    # float32 CSR is 0.2 x dense; a float64 staging copy or the counts layer would push it past 0.3 x
-    assert peak < 0.3 * DENSE_BYTES, f"{peak / 1e6:.0f} MB"
+    # float32 CSR is 0.2 x dense, and checking its indices before scipy sees them (bench.data.hdf5) adds a
+    # few percent; a float64 staging copy or the counts layer would push it past 0.4 x
+    assert peak < 0.35 * DENSE_BYTES, f"{peak / 1e6:.0f} MB"
     benchmark.pedantic(load_single_cell, args=(sciplex_like,), rounds=1, iterations=1)
 
 
