@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bench.errors import BenchError, closest
 from bench.fetch_files import gunzip, hash_file, read_sums
 from bench.fetch_http import download
-from bench.io import atomic_write_text
+from bench.io import atomic_write_text, writable_dir
 from bench.sources import RemoteFile, Source, default_root
 
 MANIFEST = "bench-fetch.json"
@@ -40,7 +40,7 @@ def fetch_source(source: Source, root: Path | None = None, *, only: str | None =
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))  # above any progress bar
     files = _select(source, only, url, checksum)
     folder = (root or default_root()) / source.name
-    _make_writable(folder)
+    writable_dir(folder, "--dest")
     manifest = Manifest(folder / MANIFEST, source.name)
     published: dict[str, str] = {}
     if source.checksums is not None and any(f.checksum is None for f in files) and checksum is None:
@@ -72,16 +72,6 @@ def _select(source: Source, only: str | None, url: str | None, checksum: str | N
     if url is not None:
         files = [RemoteFile(url, f.name, f.checksum, f.gunzip, f.size, f.unpacked_size) for f in files]
     return files
-
-
-def _make_writable(folder: Path) -> None:
-    """Create `folder`, or say in one line why files cannot be written there."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BenchError(f"destination {folder} is not writable: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise BenchError(f"destination {folder} is not writable: permission denied")
 
 
 class Manifest:

@@ -233,7 +233,7 @@ def writable_dir(folder: str | Path, option: str = "--out") -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BenchError(f"{folder}: cannot create the folder ({exc.strerror or exc}); {option} names a folder") from None
+        raise BenchError(f"{folder}: is not writable: cannot create the folder ({exc.strerror or exc}); {option} names a folder") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise BenchError(f"{folder}: not writable (permission denied); choose another {option}")
     return folder
