@@ -28,6 +28,7 @@ import torch
 from bench.errors import BenchError, DataUnsuitable
 from bench.schema import CELL_TYPE, DOSE, DRUG, Condition
 from predictors.base import PREDICT_ROWS, Predictor, Task, by_cell_type, dense, gaussian_cells, row_chunks
+from predictors.cpa_metrics import fast_r2
 
 PAD = "<PAD>"
 DOSE_KEY, SPLIT_KEY = "cpa_dose", "cpa_split"
@@ -165,7 +166,7 @@ class CpaPredictor(Predictor):
 
     def _train(self, model, epochs: int, report, plan: dict) -> None:
         reporter = epoch_reporter(report)
-        with tempfile.TemporaryDirectory(prefix="bench-cpa-") as tmp, warnings.catch_warnings():
+        with tempfile.TemporaryDirectory(prefix="bench-cpa-") as tmp, warnings.catch_warnings(), fast_r2(model.module):
             for message in TRAINING_NOISE:
                 warnings.filterwarnings("ignore", message=message)
             model.train(max_epochs=epochs, batch_size=self.config["batch_size"], plan_kwargs=plan, save_path=False,
