@@ -12,13 +12,23 @@ import pandas as pd
 from bench.board import Board, across, is_reference
 from bench.evaluation import calibrated
 from bench.headline import CLUSTER, cluster_interval, headline, headline_metrics, headline_vs_control, paired_comparison
-from bench.record import EPOCH_KEY, HEADLINE_COLUMNS, OK, REPLICATE_NORM_SUFFIX, SELECTIONS, VAL_SELECTED, norm_column, replicate_column
+from bench.record import (
+    BUDGET_FIELDS,
+    EPOCH_KEY,
+    HEADLINE_COLUMNS,
+    OK,
+    REPLICATE_NORM_SUFFIX,
+    SELECTIONS,
+    VAL_SELECTED,
+    norm_column,
+    replicate_column,
+)
 from bench.schema import DRUG
 
 
 def summary_frame(board: Board, selection: str) -> pd.DataFrame:
     """One row per successful predictor (registry order): mean and sd over seeds of every metric,
-    the selected epoch and seconds per epoch."""
+    the selected epoch, seconds per epoch and of the fit, gradient steps and trained weights."""
     rows = []
     ok = board.ok()
     for name in board.predictors:
@@ -27,15 +37,22 @@ def summary_frame(board: Board, selection: str) -> pd.DataFrame:
             continue
         row = {"predictor": name, "seeds": len(runs), "reference": is_reference(runs[0])}
         for key, values in [(m, [(r.get(selection) or {}).get(m) for r in runs]) for m in board.metrics] + [
-            ("sec_per_epoch", [r.get("seconds_per_epoch") for r in runs]),
+            ("sec_per_epoch", [r.get("seconds_per_epoch") for r in runs]), ("fit_seconds", [r.get("fit_seconds") for r in runs]),
         ]:
             vals = np.array([v for v in values if v is not None and not pd.isna(v)], dtype=float)
             row[key] = vals.mean() if vals.size else np.nan
             row[f"{key}_sd"] = vals.std(ddof=1) if vals.size > 1 else np.nan
         epochs = [str(int(r[EPOCH_KEY[selection]])) for r in runs if r.get(EPOCH_KEY[selection]) is not None]
         row["epoch"] = ", ".join(epochs) or "-"  # one per seed: a mean epoch would hide disagreement
+        row.update({key: count([r.get(key) for r in runs]) for key in BUDGET_FIELDS})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def count(values: list) -> str:
+    """A count over seeds for people: its mean rounded, with thousands separators; '-' when none was recorded."""
+    known = [v for v in values if v is not None]
+    return f"{round(float(np.mean(known))):,}" if known else "-"
 
 
 def predictor_order(boards: list[Board]) -> list[str]:

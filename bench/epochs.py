@@ -43,7 +43,7 @@ class Kept:
 class FitOutcome:
     """A successful fit: one row per evaluated epoch, its training seconds (evaluation excluded), the
     epoch each selection chose, every metric per test condition at those epochs (a `selection`
-    column tells them apart) and the val-selected epoch's test predictions."""
+    column tells them apart), the val-selected epoch's test predictions and what training spent."""
 
     epochs: pd.DataFrame
     fit_seconds: float
@@ -51,6 +51,8 @@ class FitOutcome:
     conditions: pd.DataFrame
     stopped_early_at: int | None
     best: Kept
+    gradient_steps: int | None = None  # bench/budget.py: steps of the main optimisers (None: no torch training)
+    n_parameters: int | None = None  # weights the optimisers trained
 
     @property
     def trained(self) -> bool:

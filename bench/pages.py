@@ -143,7 +143,10 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         "are bounds, not methods. Every predictor gets the same number of controls per condition and its set is capped at that "
         "size; the paper's six and the mean-based metrics use every predicted cell, the set-size-dependent ones a seeded "
         "sample of the truth's cell count.",
-        "`s/epoch` is the median training time per epoch (evaluation excluded).",
+        "`s/epoch` is the median training time per epoch and `fit s` the training time of the whole fit (evaluation "
+        "excluded; seconds depend on the machine); `steps` counts the gradient steps of the model's main optimisers and "
+        "`weights` the parameters they trained, to the last trained epoch (bench/budget.py; '-': no torch training, or "
+        "runs recorded before the count).",
         "",
         "## Paper protocol (Table 2 columns, best-test epoch)",
         "",
@@ -155,7 +158,8 @@ def render_split_page(board: Board, plots: dict[str, str] | None = None) -> str:
         "",
         HONEST_NOTE,
         "",
-        markdown_table(honest, groups["paper"], {"epoch": "epoch (val, per seed)", "sec_per_epoch": "s/epoch", "seeds": "seeds"}),
+        markdown_table(honest, groups["paper"], {"epoch": "epoch (val, per seed)", "sec_per_epoch": "s/epoch", "fit_seconds": "fit s",
+                                                     "gradient_steps": "steps", "n_parameters": "weights", "seeds": "seeds"}),
         "",
     ]
     if groups["beyond"]:

@@ -62,11 +62,14 @@ class Failure:
         return cls(FAILED, describe(exc), "".join(format_exception(exc)) if with_traceback else None)
 
 
+BUDGET_FIELDS = ("gradient_steps", "n_parameters")
+
+
 @dataclass
 class Scores:
     """What a successful run scored: per selection, every metric's mean over test conditions, its
     calibrated and replicate scores and the headline with its interval; the epochs chosen (None:
-    not trained) and the run's seconds."""
+    not trained), the run's seconds, gradient steps and trained weights."""
 
     selections: dict[str, dict[str, float]]
     best_test_epoch: int | None = None
@@ -76,9 +79,13 @@ class Scores:
     fit_seconds: float | None = None
     eval_seconds: float | None = None
     stopped_early_at: int | None = None
+    gradient_steps: int | None = None  # bench/budget.py: steps of the main optimisers, to the last trained epoch
+    n_parameters: int | None = None  # weights the optimisers trained
 
     def to_json(self) -> dict:
-        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "selections"}, **self.selections}
+        """Every field, except the budget fields a run without torch training (or an older record) lacks."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "selections"}
+        return {**{k: v for k, v in out.items() if v is not None or k not in BUDGET_FIELDS}, **self.selections}
 
     @classmethod
     def from_json(cls, data: dict) -> Scores | None:

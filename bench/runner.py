@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from bench.budget import counting
 from bench.cache import SCORING_VERSION, data_fingerprints, finished, run_dir, run_key, split_fingerprint, stale_reason
 from bench.data.benchmark import Benchmark
 from bench.data.combinations import combination_problem
@@ -211,15 +212,17 @@ def _fit_logged(predictor, task: Task, test_eval: Evaluator, val_eval: Evaluator
     try:
         _seed_everything(seed)
         log.restart_clock()
-        try:
-            predictor.fit(task)
-        except StopTraining:
-            pass  # early stop: the selected epochs' predictions are kept
-        finally:
-            error = close()
+        with counting() as budget:
+            try:
+                predictor.fit(task)
+            except StopTraining:
+                pass  # early stop: the selected epochs' predictions are kept
+            finally:
+                error = close()
         if error is not None:
             raise error
-        return log.outcome(time.perf_counter() - t0 - log.eval_seconds())
+        outcome = log.outcome(time.perf_counter() - t0 - log.eval_seconds())
+        return replace(outcome, gradient_steps=budget.gradient_steps, n_parameters=budget.n_parameters)
     except DataUnsuitable as exc:
         return Failure(SKIPPED, str(exc))
     except Exception as exc:  # noqa: BLE001
@@ -269,7 +272,7 @@ def _scores(fit: FitOutcome, trained: bool) -> Scores:
         low, high = interval(sel)
         selections[label].update(zip(HEADLINE_COLUMNS, (headline(sel), low, high, headline_vs_control(sel))))
     scores = Scores(selections, fit_seconds=float(fit.fit_seconds), eval_seconds=fit.eval_seconds,
-                    stopped_early_at=fit.stopped_early_at)
+                    stopped_early_at=fit.stopped_early_at, gradient_steps=fit.gradient_steps, n_parameters=fit.n_parameters)
     if trained:  # else the epochs and seconds per epoch stay None
         test_epoch, val_epoch = fit.selected[TEST_SELECTED], fit.selected[VAL_SELECTED]
         assert test_epoch is not None and val_epoch is not None  # a fit that reported epochs selects numbered ones
