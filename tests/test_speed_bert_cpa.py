@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,6 +74,26 @@ def task(smoke) -> Task:
 def test_fine_tuning_epoch(benchmark, task, name):
     if name.startswith("CPA") and importlib.util.find_spec("cpa") is None:
         pytest.skip("cpa-tools is not installed")
+    time_epochs(benchmark, task, name)
+
+
+@pytest.mark.benchmark(group="CPA epoch: R² bookkeeping")
+@pytest.mark.parametrize("r2", ["grouped", "cpa-tools loop"])
+def test_cpa_epoch_r2_bookkeeping(benchmark, task, r2, monkeypatch):
+    """CPA's epoch with bench's grouped R² (predictors/cpa_metrics.py) against cpa-tools' own
+    per-group loop, which it replaces; both log the same values and learn the same weights."""
+    if importlib.util.find_spec("cpa") is None:
+        pytest.skip("cpa-tools is not installed")
+    if r2 == "cpa-tools loop":
+        import predictors.cpa_model as cpa_model
+
+        monkeypatch.setattr(cpa_model, "fast_r2", lambda module: nullcontext())
+    time_epochs(benchmark, task, "CPA")
+
+
+def time_epochs(benchmark, task: Task, name: str) -> None:
+    """Fit `name` (3 rounds after a warm-up; one round with SPEED_BENCH_EPOCHS=1) and record the
+    second epoch's seconds, the cells it covered and the peak memory in extra_info."""
     epochs: list[tuple[float, dict]] = []
     started: list[float] = []
     memory: dict = {}
