@@ -83,9 +83,11 @@ class EpochLog:
     conditions, the headline on the validation conditions) and keeps the scored test predictions of
     the epochs selected so far; the full metric set is computed once, at the selected epochs."""
 
-    def __init__(self, predictor, test_eval: Evaluator, val_eval: Evaluator | None, bar, patience: int | None = None) -> None:
+    def __init__(self, predictor, test_eval: Evaluator, val_eval: Evaluator | None, bar, patience: int | None = None,
+                 time_budget: float | None = None) -> None:
         self.predictor, self.test_eval, self.val_eval, self.bar = predictor, test_eval, val_eval, bar
         self.patience = patience if val_eval is not None else None
+        self.time_budget = time_budget  # seconds of training (evaluation excluded) after which training stops
         self.stopped_at: int | None = None
         self.rows: list[dict] = []
         self.kept: dict[str, Kept] = {}  # selection -> its best epoch so far
@@ -116,6 +118,9 @@ class EpochLog:
         if self.bar is not None and epoch is not None:
             self.bar.set_postfix_str(f"epoch {epoch} val {row.get('val_score', float('nan')):.3f}")
         self._mark = time.perf_counter()
+        if self.time_budget is not None and epoch is not None and self.trained_seconds() >= self.time_budget:
+            self.stopped_at = epoch
+            raise StopTraining(f"training time budget of {self.time_budget:g} s spent")
         if self.patience and epoch is not None:
             best = self.kept[VAL_SELECTED].epoch
             assert best is not None  # only a fit that reports no epochs is evaluated at None
@@ -131,6 +136,10 @@ class EpochLog:
 
     def eval_seconds(self) -> float:
         return sum(r["eval_seconds"] for r in self.rows)
+
+    def trained_seconds(self) -> float:
+        """Training seconds so far (set-up and phases before the first reported epoch included)."""
+        return sum(r["seconds"] for r in self.rows)
 
     def outcome(self, fit_seconds: float) -> FitOutcome:
         """The fit's outcome: every metric, with floors and replicate references, at each selected

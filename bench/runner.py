@@ -74,6 +74,7 @@ class RunConfig:
     overrides: dict = field(default_factory=dict)  # predictor name -> option overrides
     force: bool = False  # recompute runs even when a finished run with the same key exists
     patience: int | None = None  # stop training after this many epochs without a validation gain
+    time_budget: float | None = None  # stop training after this many seconds of it (equal wall-clock budgets)
     search: bool = False  # choose trainable predictors' options from their search space on validation drugs
     save_predictions: bool = False  # write each run's val-selected test predictions (bench/predictions.py)
 
@@ -206,7 +207,7 @@ def candidates(space: dict[str, list]) -> list[dict]:
 def _fit_logged(predictor, task: Task, test_eval: Evaluator, val_eval: Evaluator | None, config: RunConfig, seed: int,
                 bar) -> FitOutcome | Failure:
     """Fit one predictor with its epochs evaluated: its outcome, or how it ended without one."""
-    log = EpochLog(predictor, test_eval, val_eval, bar, config.patience)
+    log = EpochLog(predictor, test_eval, val_eval, bar, config.patience, config.time_budget)
     task.on_epoch, close = epoch_channel(log)
     t0 = time.perf_counter()
     try:
@@ -352,6 +353,8 @@ def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
             resolved, resources, search = {}, {"num_cpus": 1}, {}
         for seed in config.seeds:
             tuning = {"patience": config.patience, "search": search if config.search else None}
+            if config.time_budget is not None:  # absent otherwise, so runs without one keep their keys
+                tuning["time_budget"] = config.time_budget
             key = run_key(name, {**resolved, **tuning}, split_fp, seed, config.max_epochs, metric_names, data)
             jobs.append(Job(name, seed, key, resources))
     return jobs

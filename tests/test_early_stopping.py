@@ -92,3 +92,23 @@ def test_search_picks_the_candidate_with_the_best_validation_headline_and_record
     plain = tmp_path / "plain"
     assert main(["run", "--data", "smoke", "--predictors", "tunable", "--out", str(plain)]) == 0
     assert "search" not in json.loads((plain / "runs/tunable/seed0/result.json").read_text())
+
+
+def test_time_budget_stops_training_and_keys_the_run(tmp_path):
+    """`--time-budget` stops at the end of the epoch that spends it (any epoch takes more than a
+    microsecond), enters the run key, and leaves runs without a budget as they were."""
+    common = ["run", "--data", "smoke", "--predictors", "cVAE", "--patience", "0", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*common, "--epochs", "3", "--out", str(tmp_path / "free")]) == 0
+    assert main([*common, "--epochs", "3", "--time-budget", "1e-6", "--out", str(tmp_path / "short")]) == 0
+    assert main([*common, "--epochs", "3", "--time-budget", "1e9", "--out", str(tmp_path / "long")]) == 0
+    free, short, long = (json.loads((tmp_path / d / "runs" / "cVAE" / "seed0" / "result.json").read_text())
+                         for d in ("free", "short", "long"))
+    assert free["last_epoch"] == 3 and free["stopped_early_at"] is None
+    assert short["last_epoch"] == 1 and short["stopped_early_at"] == 1
+    assert long["last_epoch"] == 3 and long["stopped_early_at"] is None
+    assert len({free["run_key"], short["run_key"], long["run_key"]}) == 3
+
+
+def test_time_budget_must_be_positive(tmp_path, capsys):
+    assert main(["run", "--data", "smoke", "--predictors", "cVAE", "--time-budget", "0", "--out", str(tmp_path)]) != 0
+    assert "--time-budget 0.0: expected a positive number of seconds" in capsys.readouterr().err

@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(one fit per candidate; the search is recorded in result.json)")
     p.add_argument("--patience", type=int, default=DEFAULT_PATIENCE,
                    help=f"stop a trainable predictor after this many epochs without a validation gain; 0: never (default: {DEFAULT_PATIENCE})")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="also stop a trainable predictor once its training (evaluation excluded) has taken this many "
+                        "seconds, at the end of that epoch: equal wall-clock budgets (set --epochs high); recorded in "
+                        "the run key; seconds depend on the machine, so compare such runs on one machine only")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME.OPTION=VALUE",
                    help="change one option of one predictor (repeatable), e.g. BERT.energy_weight=0; recorded in the "
                         "run key and result.json; `bench list NAME` shows a predictor's options")
@@ -110,12 +114,14 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--epochs {args.epochs}: expected a positive integer")
     if args.patience < 0:
         raise BenchError(f"--patience {args.patience}: expected 0 (never stop early) or a positive integer")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise BenchError(f"--time-budget {args.time_budget}: expected a positive number of seconds")
     executor = make_executor(args.executor, args.workers, args.ray_address)
     out = check_writable(args.out)
     bench = load_benchmark(args)
     split_seeds = parse_seeds(args.split_seeds, "--split-seeds")
     config = RunConfig(predictors=names, split=args.split, seeds=seeds, max_epochs=args.epochs, cache_dir=args.cache_dir,
-                       force=args.force, patience=args.patience or None, search=args.search,
+                       force=args.force, patience=args.patience or None, search=args.search, time_budget=args.time_budget,
                        overrides=parse_overrides(args.overrides, names), save_predictions=args.save_predictions)
     if args.folds is not None and args.folds < 2:
         raise BenchError(f"--folds {args.folds}: expected at least 2 folds")
