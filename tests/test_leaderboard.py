@@ -179,8 +179,8 @@ def test_two_run_folders_merge_and_other_data_is_refused(run_dir, tmp_path):
     assert page.count("- Command: `") == 2
     other = _run(tmp_path / "other", ["control_mean", "train_mean"], "--data-seed", "1")
     both = load_boards([run_dir, other])  # two data sets: published side by side, never merged
-    assert sorted(both) == ["synthetic-smoke-seed-0_unseen_drugs", "synthetic-smoke-seed-1_unseen_drugs"]
-    assert {r["predictor"] for r in both["synthetic-smoke-seed-1_unseen_drugs"].results} == {"control_mean", "train_mean"}
+    assert sorted(both) == ["synthetic-smoke-easy-seed-0_unseen_drugs", "synthetic-smoke-easy-seed-1_unseen_drugs"]
+    assert {r["predictor"] for r in both["synthetic-smoke-easy-seed-1_unseen_drugs"].results} == {"control_mean", "train_mean"}
     copy = Path(shutil.copytree(other, tmp_path / "tampered"))
     meta = json.loads((copy / "run.json").read_text())
     meta["split_summary"]["test_drug_names"] = ["elsewhere"]

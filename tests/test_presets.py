@@ -84,7 +84,7 @@ def test_easy_is_the_published_model_bit_for_bit(size, seed):
 def test_realistic_is_the_default_preset_except_for_test_sized_data():
     assert default_preset("default") == default_preset("full") == "realistic" and default_preset("smoke") == "easy"
     bench = load_default("smoke", 0)
-    assert bench.sc.uns["bench_dataset"]["preset"] == "easy" and bench.name == "synthetic-smoke (seed 0)"
+    assert bench.sc.uns["bench_dataset"]["preset"] == "easy" and bench.name == "synthetic-smoke-easy (seed 0)"
     assert load_default("default", 0).name == "synthetic-default-realistic (seed 0)"
 
 

@@ -29,5 +29,5 @@ def test_no_published_board_is_on_a_development_data_seed():
 
 def test_the_data_seed_is_read_from_the_data_name():
     assert data_seed({"data": {"name": "synthetic-default-realistic (seed 1)"}}) == 1
-    assert data_seed({"data": {"name": "synthetic-smoke (seed 0)"}}) == 0
+    assert data_seed({"data": {"name": "synthetic-smoke-easy (seed 0)"}}) == 0
     assert data_seed({"data": {"name": "sciplex3.h5ad"}}) is None and data_seed({}) is None

@@ -94,8 +94,9 @@ def config_for(size: str, seed: int = 0) -> SyntheticConfig:
 
 
 def dataset_name(size: str, preset: str) -> str:
-    """The generated data set's name; presets other than `easy` are named, so runs never mix."""
-    return f"synthetic-{size}" + ("" if preset == "easy" else f"-{preset}")
+    """The generated data set's name, its size and preset both named ('synthetic-default-easy'), so runs
+    on different presets never mix and a page's name says which preset it shows."""
+    return f"synthetic-{size}-{preset}"
 
 
 def generate(size: str = "default", seed: int = 0, preset: str | None = None,
