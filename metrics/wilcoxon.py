@@ -69,9 +69,10 @@ class RankReference:
         query = genes * len(self.values) + position
         offset = genes * self.n_cells
         lower = np.searchsorted(self.keys, query)
-        upper = np.searchsorted(self.keys, query + present)  # integer keys: the next key bounds the equal ones
+        # Keys are distinct: the gene holds the value exactly when the key found is the query itself.
+        hit = present & (self.keys[np.minimum(lower, len(self.keys) - 1)] == query) if len(self.keys) else np.zeros(len(query), bool)
         below = self.before[lower] - offset
-        return below, self.before[upper] - self.before[lower]
+        return below, self.before[lower + hit] - self.before[lower]
 
 
 _REFERENCES: dict[int, tuple[weakref.ref, RankReference]] = {}

@@ -94,6 +94,13 @@ def test_control_cells_in_the_prediction_file_change_nothing(files, tmp_path):
     pd.testing.assert_frame_equal(_score(files, with_controls, tmp_path, "with_controls"), _score(files, pred, tmp_path, "plain"))
 
 
+def test_genes_in_another_order_score_the_same(files, tmp_path):
+    """A prediction file whose genes come in another order is read in the truth's order."""
+    pred = ad.read_h5ad(files / "pred.h5ad")
+    reordered = pred[:, pred.var_names[::-1]].copy()
+    pd.testing.assert_frame_equal(_score(files, reordered, tmp_path, "reordered"), _score(files, pred, tmp_path, "ordered"))
+
+
 def test_errors_are_one_line(files, tmp_path, capsys):
     truth, pred = str(files / "truth.h5ad"), str(files / "pred.h5ad")
     cases = [

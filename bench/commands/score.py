@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import anndata as ad
@@ -169,6 +170,31 @@ def returned_counts(uns: dict, conditions: list[Condition]) -> dict[Condition, i
     return {c: int(given[c.key]) for c in conditions}
 
 
+class PredictedCells(Mapping[Condition, np.ndarray]):
+    """The predicted cells of each scored condition, made dense when asked for: the evaluator keeps
+    its own validated copy of each set, so the prediction file is never held dense twice."""
+
+    def __init__(self, pred: ad.AnnData, conditions: list[Condition]):
+        self.pred, self.conditions = pred, conditions
+        self._known = set(conditions)
+
+    def __getitem__(self, c: Condition) -> np.ndarray:
+        if c not in self._known:
+            raise KeyError(c)
+        obs = self.pred.obs
+        rows = np.flatnonzero((obs[CELL_TYPE] == c.cell_type).to_numpy() & (obs[DRUG] == c.drug).to_numpy() & same_dose(obs[DOSE].to_numpy(), c.dose))
+        return dense(self.pred.X[rows])
+
+    def __contains__(self, c: object) -> bool:
+        return c in self._known
+
+    def __iter__(self) -> Iterator[Condition]:
+        return iter(self.conditions)
+
+    def __len__(self) -> int:
+        return len(self.conditions)
+
+
 SHOWN = 8  # conditions named in a warning about conditions on one side only
 
 
@@ -186,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.pred}: genes differ from {args.truth}: {len(missing)} missing (e.g. {', '.join(missing[:3]) or '-'}), "
             f"{len(extra)} extra (e.g. {', '.join(extra[:3]) or '-'})"
         )
-    pred = pred[:, truth.var_names]
+    if not pred.var_names.equals(truth.var_names):
+        pred = pred[:, truth.var_names].copy()  # reordered once: a view would re-index every gene at each condition's read
     true_conds = set(conditions_of(truth.obs, control=control))
     pred_conds = set(conditions_of(pred.obs, control=control))
     missing_ctrl = sorted({c.cell_type for c in pred_conds} - set(truth.obs.loc[truth.obs[DRUG] == control, CELL_TYPE]))
@@ -210,12 +237,7 @@ def run(args: argparse.Namespace) -> int:
     if made is not None:
         note_training(args, pred_uns, training)
     evaluator = Evaluator(truth, shared, control, subset_controls=size is not None, input_size=size, training=training)
-    obs = pred.obs
-    predictions = {}
-    for c in shared:
-        rows = np.flatnonzero((obs[CELL_TYPE] == c.cell_type).to_numpy() & (obs[DRUG] == c.drug).to_numpy() & same_dose(obs[DOSE].to_numpy(), c.dose))
-        predictions[c] = dense(pred.X[rows])
-    frame = evaluator.score(predictions, counts=returned_counts(pred_uns, shared) if made is not None else None)
+    frame = evaluator.score(PredictedCells(pred, shared), counts=returned_counts(pred_uns, shared) if made is not None else None)
     names = [m.name for m in get_metrics()]
     if args.out is not None:
         columns = [CELL_TYPE, DRUG, DOSE, "n_true", "n_pred", ACTIVE]

@@ -3,7 +3,7 @@ to predictors and the references, and scores a predictor's sets into one frame p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import anndata as ad
 import numpy as np
@@ -92,7 +92,26 @@ class Evaluator:
         """A predictor's capped sets and predicted cell counts, asked in batches (`scoring.collect`)."""
         return collect(self.truth, self.sampling, predict_many, self.conditions if conditions is None else conditions)
 
-    def score(self, predictions: dict[Condition, np.ndarray], metrics: list[str] | None = None,
+    def _scored_sets(self, predictions: Mapping[Condition, np.ndarray]) -> tuple[dict, dict]:
+        """Each condition's set as it is scored (validated, clipped, capped: `scoring.validated`,
+        `Sampling.cap`) and the number of cells it had."""
+        sets, sizes = {}, {}
+        for c in self.conditions:
+            if c not in predictions:
+                raise BenchError(f"no prediction for {c.key}")
+            pred = validated(self.truth, c, predictions[c])
+            sizes[c] = len(pred)
+            sets[c] = self.sampling.cap(c, pred)
+        return sets, sizes
+
+    def raw(self, predictions: Mapping[Condition, np.ndarray], metrics: list[str] | None = None) -> pd.DataFrame:
+        """The raw scores alone, one row per condition (in `conditions` order), one column per metric
+        (all registered, or those named): the sets validated, capped and sampled exactly as `score`
+        scores them, without the references (floor, mean baseline, replicate) or calibration. For
+        reading bench next to tools that report raw scores only."""
+        return self._raw(self._scored_sets(predictions)[0], self._selected(metrics))
+
+    def score(self, predictions: Mapping[Condition, np.ndarray], metrics: list[str] | None = None,
               replicate: bool = True, counts: dict[Condition, int] | None = None) -> pd.DataFrame:
         """One row per condition: cell_type, drug, dose, n_true, n_pred, active (the truth has a
         significant DE gene), each metric (all registered, or those named), then per metric the raw
@@ -103,13 +122,9 @@ class Evaluator:
         predicted cell (at most `input_size` when controls are subset: `cap`). `counts` gives the
         original sizes of already capped sets."""
         chosen = self._selected(metrics)
-        sets, sizes = {}, {}
-        for c in self.conditions:
-            if c not in predictions:
-                raise BenchError(f"no prediction for {c.key}")
-            pred = validated(self.truth, c, predictions[c])
-            sizes[c] = counts[c] if counts is not None else len(pred)
-            sets[c] = self.sampling.cap(c, pred)
+        sets, sizes = self._scored_sets(predictions)
+        if counts is not None:
+            sizes = {c: counts[c] for c in self.conditions}
         raw = self._raw(sets, chosen)
         floor, base = self.references.floor(chosen), self.references.baseline(chosen)
         columns: dict[str, object] = {

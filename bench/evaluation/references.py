@@ -24,13 +24,15 @@ class References:
     def __init__(self, truth: Truth, sampling: Sampling, baseline: dict[Condition, np.ndarray] | None = None):
         """`baseline`: the mean baseline's predicted set per scored condition (None: the controls)."""
         self.truth, self.sampling = truth, sampling
-        controls = {c: sampling.controls_for(c) for c in truth.conditions}
+        controls = {c: sampling.floor_set(c) for c in truth.conditions}
         self._sets = {"floor": controls, "baseline": controls if baseline is None else baseline}
         self._scores = {name: pd.DataFrame(index=range(len(truth.conditions))) for name in self._sets}
         self._replicate = pd.DataFrame(index=range(len(truth.conditions)))
 
     def _reference(self, name: str, metrics: list[Metric]) -> pd.DataFrame:
         """Raw scores of a fixed reference prediction, per condition, filled for missing metrics."""
+        if self._sets[name] is self._sets["floor"]:
+            name = "floor"  # no training conditions: the mean baseline is the controls, scored once
         missing = [m for m in metrics if m.name not in self._scores[name]]
         if missing:
             # split-level metrics compare conditions with each other: compute them over every metric's reference at once

@@ -85,6 +85,14 @@ class Sampling:
         """A copy of the control cells a predictor transforms for `condition` (and the floor uses)."""
         return self.given[condition.cell_type][: self.input_rows(condition)].copy()
 
+    def floor_set(self, condition: Condition) -> np.ndarray:
+        """The cells of `controls_for` as a read-only view, one array for every condition of a cell
+        type: the floor scores them and never transforms them, so it needs no copy per condition
+        (thousands of controls for each of hundreds of conditions would be gigabytes)."""
+        view = self.given[condition.cell_type][: self.input_rows(condition)].view()
+        view.flags.writeable = False
+        return view
+
     # What a predictor may see: copies of the controls, through a function with no path back here.
     def control_source(self, rows: int | None = None) -> Callable[[str], np.ndarray]:
         """A plain function: cell type -> a fresh copy of the control cells to transform (the first
