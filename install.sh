@@ -3,11 +3,12 @@
 # into the active Python 3.11 environment: torch 2.13.0 (a CPU build where the package index in use
 # serves one, as a local mirror does; from PyPI on Linux it is the CUDA build: install torch first with
 # --index-url https://download.pytorch.org/whl/cpu for the CPU one), then the project with its test
-# extras (pytest, ruff, import-linter, mypy).
+# extras (pytest, ruff, import-linter, mypy) and the peer packages the parity and speed tests compare
+# with (cell-eval in `test`, cell-eval2 in `peers`).
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test]"
+python -m pip install --quiet -e ".[test,peers]"
 # The CPA stack (predictors CPA, CPA_transfer): cpa-tools 0.8.8 declares Python < 3.11, so its pinned
 # dependencies come first and cpa-tools itself without dependency resolution; predictors/cpa_compat.py
 # bridges the remaining anndata/torch incompatibilities at run time.
