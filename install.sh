@@ -16,3 +16,7 @@ python -m pip install --quiet "scvi-tools==0.20.3" "pytorch-lightning==1.9.5" "l
     "jax==0.4.30" "jaxlib==0.4.30" "chex==0.1.86" "optax==0.2.2" "flax==0.8.5" "numpyro==0.15.3" \
     "setuptools<81" "ray[tune]" rdkit adjustText seaborn mudata
 python -m pip install --quiet --no-deps --ignore-requires-python "cpa-tools==0.8.8"
+# biolord and scGen (predictors biolord, scGen) on the same scvi-tools 0.20.3: pinned, without
+# dependency resolution (every other dependency is installed above), with the two small packages
+# biolord declares besides; predictors/scvi_compat.py bridges scgen's imports from older scvi-tools.
+python -m pip install --quiet --no-deps "biolord==0.0.3" "scgen==2.1.0" "session-info==1.0.1" "stdlib-list==0.12.0"

@@ -21,6 +21,8 @@ BUILTIN: dict[str, tuple[str, dict]] = {
     "cVAE": ("predictors.cvae:CVAE", {}),
     "chemCPA": ("predictors.chemcpa:ChemCPA", {}),
     "chemCPA_transfer": ("predictors.chemcpa:ChemCPATransfer", {}),
+    "biolord": ("predictors.biolord_model:Biolord", {}),
+    "scGen": ("predictors.scgen_model:ScGen", {}),
     "BERT": ("predictors.pertbert:PertBERT", {"pretrain": None}),
     "BERT_transfer": ("predictors.pertbert:PertBERT", {"pretrain": "transfer"}),
     "BERT_whole": ("predictors.pertbert:PertBERT", {"pretrain": "whole"}),

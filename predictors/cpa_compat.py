@@ -1,12 +1,13 @@
 """Loud compatibility shims that let cpa-tools 0.8.8 (and scvi-tools 0.20.3 under it) run on this stack.
 
 CPA's own code is unchanged. Importing this module applies, and announces once on stderr, only the
-shims that are needed: anndata 0.12 removed `anndata.read`; anndata 0.10 renamed `SparseDataset`;
-`cpa._model` imports tkinter for nothing. Nothing re-enables pickle loading: bench never loads a
-saved CPA model, and torch >= 2.6 loads scvi's pickled models (`CPA.load`) only when whoever trusts
-the file passes `weights_only=False` itself. `load_cpa()` then imports cpa without letting it silence
-every warning of the process (its `__init__` calls `warnings.simplefilter('ignore')`) and quiets its
-per-cell progress bars.
+shims that are needed: the anndata ones shared by every scvi-tools 0.20.3 package
+(predictors/scvi_compat.py: anndata 0.12 removed `anndata.read`; anndata 0.10 renamed
+`SparseDataset`) and its own: `cpa._model` imports tkinter for nothing. Nothing re-enables pickle
+loading: bench never loads a saved CPA model, and torch >= 2.6 loads scvi's pickled models
+(`CPA.load`) only when whoever trusts the file passes `weights_only=False` itself. `load_cpa()` then
+imports cpa without letting it silence every warning of the process (its `__init__` calls
+`warnings.simplefilter('ignore')`) and quiets its per-cell progress bars.
 """
 
 from __future__ import annotations
@@ -16,23 +17,12 @@ import importlib
 import logging
 import sys
 import types
-import warnings
 from typing import Any
 
-import anndata
+from predictors.scvi_compat import import_quietly, quiet_loggers
 
 log = logging.getLogger(__name__)
 APPLIED: list[str] = []
-
-
-def _shim_anndata() -> None:
-    if "read" not in dir(anndata):
-        anndata.read = anndata.read_h5ad
-        APPLIED.append("anndata.read -> anndata.read_h5ad (removed in anndata 0.12)")
-    sparse_dataset: Any = importlib.import_module("anndata._core.sparse_dataset")
-    if not hasattr(sparse_dataset, "SparseDataset"):
-        sparse_dataset.SparseDataset = sparse_dataset.BaseCompressedSparseDataset
-        APPLIED.append("anndata._core.sparse_dataset.SparseDataset -> BaseCompressedSparseDataset (renamed in anndata 0.10)")
 
 
 def _shim_tkinter() -> None:
@@ -45,19 +35,7 @@ def _shim_tkinter() -> None:
         APPLIED.append("tkinter stub (cpa._model imports tkinter.N and never uses it; this Python has no Tk)")
 
 
-def _import_quietly(name: str):
-    """Import `name` without its import-time deprecation noise, keeping the process's warning
-    filters afterwards (cpa's `__init__` resets them to 'ignore')."""
-    with warnings.catch_warnings():
-        for category in (FutureWarning, DeprecationWarning):
-            warnings.simplefilter("ignore", category)
-        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-        return importlib.import_module(name)
-
-
-_shim_anndata()
 _shim_tkinter()
-_import_quietly("scvi")
 if APPLIED:
     log.warning("cpa-tools compatibility shims applied: %s", "; ".join(APPLIED))
 
@@ -65,9 +43,8 @@ if APPLIED:
 @functools.cache
 def load_cpa() -> types.ModuleType:
     """The `cpa` package, imported once with the shims in place and its per-cell progress bars off."""
-    cpa = _import_quietly("cpa")
+    cpa = import_quietly("cpa")
     model_module: Any = importlib.import_module("cpa._model")
     model_module.tqdm = functools.partial(model_module.tqdm, disable=True)
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric", "scvi", "cpa"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_loggers("cpa")
     return cpa
