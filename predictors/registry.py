@@ -46,14 +46,16 @@ def create(name: str, seed: int = 0, **overrides) -> Predictor:
 
 
 def resolve(spec: str) -> list[str]:
-    """'all' or a comma-separated list of names -> validated list of names."""
+    """A comma-separated list of names, where 'all' stands for every registered predictor except the
+    opt-in ones (`predictors.OPT_IN`) -> validated list of names, each once, in the order given."""
+    from predictors import OPT_IN
+
     names = predictor_names()
-    if spec.strip() == "all":
-        return names
     chosen = [s.strip() for s in spec.split(",") if s.strip()]
     if not chosen:
         raise BenchError("--predictors is empty: give 'all' or a comma-separated list of names")
     for n in chosen:
-        if n not in names:
+        if n != "all" and n not in names:
             raise BenchError(f"unknown predictor '{n}'{closest(n, names)}: see `bench list`")
-    return chosen
+    expanded = [m for n in chosen for m in ([m for m in names if m not in OPT_IN] if n == "all" else [n])]
+    return list(dict.fromkeys(expanded))

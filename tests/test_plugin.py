@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from predictors import BUILTIN, registry
+from predictors import BUILTIN, OPT_IN, registry
 
 PLUGIN_SOURCE = Path(__file__).parent / "plugin_example"
 PLUGIN_NAME = "dose_shift"
@@ -57,7 +57,8 @@ def test_entry_point_is_found_only_while_on_path(plugin_site, monkeypatch):
 
 def test_plugin_joins_list_and_all(plugin, capsys):
     names = registry.resolve("all")
-    assert names[: len(BUILTIN)] == list(BUILTIN) and names[-1] == plugin
+    builtin = [n for n in BUILTIN if n not in OPT_IN]
+    assert names[: len(builtin)] == builtin and names[-1] == plugin
     cls, options = registry.predictor_class(plugin)
     assert cls.__module__ == PLUGIN_MODULE and cls.trainable and options == {}
     assert main(["list"]) == 0
@@ -92,3 +93,15 @@ def test_broken_plugin_is_listed_and_recorded_not_fatal(tmp_path, monkeypatch, c
     broken = json.loads((out / "runs" / "broken" / "seed0" / "result.json").read_text())
     assert broken["status"] == "failed" and "no_such_module_for_bench" in broken["error"]
     assert json.loads((out / "runs" / "control_mean" / "seed0" / "result.json").read_text())["status"] == "ok"
+
+
+def test_all_leaves_out_the_opt_in_predictors_which_run_by_name(capsys):
+    """`all` is every registered predictor but the opt-in ones; `all,NAME` adds one; names come once."""
+    assert OPT_IN and set(OPT_IN) <= set(BUILTIN)
+    everything = registry.resolve("all")
+    assert not set(OPT_IN) & set(everything)
+    assert registry.resolve(f"all,{OPT_IN[0]}") == [*everything, OPT_IN[0]]
+    assert registry.resolve(f"knn,{OPT_IN[0]},knn") == ["knn", OPT_IN[0]]
+    assert main(["list"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith(OPT_IN[0] + " "))
+    assert "opt-in: not in `all`" in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from metrics import get_metrics
-from predictors import registry
+from predictors import OPT_IN, registry
 from splits import split_names
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001  a broken plug-in is listed, not fatal
             desc = f"(cannot import: {exc})"
         opts = f" {options}" if options else ""
-        print(f"  {name:16s} {desc}{opts}")
+        print(f"  {name:16s} {desc}{opts}" + (" [opt-in: not in `all`]" if name in OPT_IN else ""))
     print("splits:")
     for name, desc in split_names().items():
         print(f"  {name:16s} {desc}")
