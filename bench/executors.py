@@ -1,9 +1,11 @@
 """Executors: where the runs of a sweep are computed. `local` runs them in this process (or a
 process pool with `workers`), `ray` submits each as a Ray task on a local instance or a cluster.
 
-By default (`workers` None) the local executor chooses: a pool of one process per available CPU
-(at most one per run and per MEMORY_PER_WORKER of memory, each with an equal share of the CPUs as
-its thread count), or this process when that is one worker. `BENCH_WORKERS` sets the default.
+By default (`workers` None) the local executor chooses (`automatic_workers`): one process per
+available CPU and at most one per run, as many as fit in memory (this process and the largest
+estimated peaks of the runs that may be computed at once, `predictors.base.Memory`, under
+MEMORY_SHARE of the memory), each with an equal share of the CPUs as its thread count; one is this
+process. `BENCH_WORKERS` sets the default.
 
 Every executor takes a picklable `work(shared, job)` function, the data every run shares (shipped
 to each worker process once, or put in the Ray object store once) and the jobs, and yields
@@ -17,9 +19,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Generator, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import BenchError
@@ -52,8 +56,9 @@ def _call_in_worker(work: Work, job: Any) -> Any:
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-MEMORY_PER_WORKER = 3 << 30  # bytes: a worker's peak at the default data is ~1.5 GiB (torch, cpa-tools and the data)
+MEMORY_SHARE = 0.8  # this process and the runs computed at once stay under this share of the memory
 WORKERS_VARIABLE = "BENCH_WORKERS"
+GIB = 1 << 30
 
 
 def available_cpus() -> int:
@@ -64,24 +69,102 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _memory_bytes() -> int | None:
+@dataclass(frozen=True)
+class MemoryReading:
+    """Memory the machine can give a sweep: `bytes`, and what they are: "available" (MemAvailable of
+    /proc/meminfo, what can be allocated without swapping; what other processes and this one hold is
+    left out) or "physical" (all of the machine's memory, where /proc/meminfo cannot be read)."""
+
+    bytes: int
+    source: str
+
+
+def _memory() -> MemoryReading | None:
+    """The machine's memory as a `MemoryReading`, or None when neither figure can be read."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return MemoryReading(int(line.split()[1]) * 1024, "available")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return MemoryReading(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "physical")
     except (ValueError, OSError, AttributeError):
         return None
 
 
-def automatic_workers(n_jobs: int) -> int:
-    """Processes for `n_jobs` runs when `--workers` is not given: `BENCH_WORKERS` when set, else one
-    per available CPU, at most one per run and one per MEMORY_PER_WORKER of memory."""
+def _resident_bytes() -> int:
+    """This process's resident memory now (VmRSS), else its peak so far, else 0."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # not on a Unix
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    """How many processes compute a sweep's runs (1: this process), and why in words."""
+
+    workers: int
+    why: str
+
+
+def choose_workers(peaks: list[tuple[str, int]], cpus: int, memory: MemoryReading | None, parent: int) -> PoolChoice:
+    """Processes for runs with these estimated peaks ((predictor, bytes), one per run): one per CPU,
+    at most one per run, and no more than keep this process (`parent` bytes) and the largest peaks
+    that many runs may reach at once under MEMORY_SHARE of the memory the sweep can have (`memory`,
+    plus `parent` itself when `memory` is what is available). When not even one run fits, one: this
+    process, which computes a run without a second copy of the data."""
+    by_cpu = max(1, min(cpus, len(peaks)))
+    why = f"{_count(cpus, 'CPU')} for {_count(len(peaks), 'run')}"
+    if not peaks:
+        return PoolChoice(1, why)
+    if memory is None:
+        return PoolChoice(by_cpu, f"{why}; the machine's memory is unknown: not limited by it")
+    ranked = sorted((bytes_ for _, bytes_ in peaks), reverse=True)
+    largest = max(peaks, key=lambda p: p[1])[0]
+    limit = MEMORY_SHARE * (memory.bytes + (parent if memory.source == "available" else 0))
+    fits = 0
+    while fits < by_cpu and parent + sum(ranked[:fits + 1]) <= limit:
+        fits += 1
+    whole = (f"{_gib(memory.bytes)} available + this process" if memory.source == "available"
+             else f"{_gib(memory.bytes)} of physical memory")
+    why += (f"; estimated peak {_gib(ranked[0])} per run ({largest}, the largest), this process {_gib(parent)}, "
+            f"cap {MEMORY_SHARE:.0%} of {whole} = {_gib(limit)}")
+    if fits == 0:
+        return PoolChoice(1, f"{why}: not even one run fits beside this process, so this process computes them "
+                             "(no second copy of the data; it may still run out of memory)")
+    if fits < by_cpu:
+        return PoolChoice(fits, f"{why}: room for {_count(fits, 'run')} at a time")
+    return PoolChoice(by_cpu, why)
+
+
+def automatic_workers(peaks: list[tuple[str, int]]) -> PoolChoice:
+    """Processes for runs with these estimated peaks ((predictor, bytes), one per run) when
+    `--workers` is not given: `BENCH_WORKERS` when set, else `choose_workers` on this machine now."""
     given = os.environ.get(WORKERS_VARIABLE)
     if given:
         if not given.isdigit() or int(given) < 1:
             raise BenchError(f"{WORKERS_VARIABLE}={given}: expected a positive integer")
-        return int(given)
-    memory = _memory_bytes()
-    by_memory = max(1, memory // MEMORY_PER_WORKER) if memory else available_cpus()
-    return max(1, min(available_cpus(), n_jobs, by_memory))
+        return PoolChoice(int(given), f"{WORKERS_VARIABLE}={given}")
+    return choose_workers(peaks, available_cpus(), _memory(), _resident_bytes())
 
 
 @contextmanager

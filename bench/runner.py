@@ -87,6 +87,7 @@ class Job:
     seed: int
     key: str
     resources: dict = field(default_factory=dict, compare=False)  # Ray task options (num_cpus, num_gpus)
+    peak_bytes: int = field(default=0, compare=False)  # estimated peak memory in a pool process (predictors.base.Memory)
 
 
 class Sweep:
@@ -338,8 +339,9 @@ def execute(sweep: Sweep, job: Job, bar=None) -> RunOutput:
 
 
 def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
-    """Every predictor x seed job of a sweep with its cache key and resource request."""
+    """Every predictor x seed job of a sweep with its cache key, resource request and estimated peak memory."""
     data, split_fp = data_fingerprints(bench), split_fingerprint(split)
+    size = bench.dense_bytes
     metric_names = [m.name for m in get_metrics()]
     jobs = []
     for name in config.predictors:
@@ -351,12 +353,13 @@ def plan(bench: Benchmark, split: Split, config: RunConfig) -> list[Job]:
             search = getattr(cls, "search_space", {})
         except Exception:  # noqa: BLE001  run_one records why it cannot be created
             resolved, resources, search = {}, {"num_cpus": 1}, {}
+        peak = registry.memory(name).peak(size)
         for seed in config.seeds:
             tuning = {"patience": config.patience, "search": search if config.search else None}
             if config.time_budget is not None:  # absent otherwise, so runs without one keep their keys
                 tuning["time_budget"] = config.time_budget
             key = run_key(name, {**resolved, **tuning}, split_fp, seed, config.max_epochs, metric_names, data)
-            jobs.append(Job(name, seed, key, resources))
+            jobs.append(Job(name, seed, key, resources, peak))
     return jobs
 
 
@@ -374,9 +377,14 @@ def run_benchmark(bench: Benchmark, split: Split, config: RunConfig, out_dir: Pa
         elif done is not None:
             results[job] = done
     pending = [job for job in jobs if job not in results]
-    executor = executor or local_executor(automatic_workers(len(pending)))
+    choice = None
+    if executor is None:  # the local executor, as many processes as the CPUs and the memory allow
+        choice = automatic_workers([(job.predictor, job.peak_bytes) for job in pending])
+        executor = local_executor(choice.workers)
     tqdm.write(f"runs: {len(results)} reused (finished, same key), {len(pending)} to compute"
                + (f" {executor.where}" if pending else ""), file=sys.stderr)
+    if choice is not None and pending:
+        tqdm.write(f"pool: {executor.where}: {choice.why}", file=sys.stderr)
     for job in pending:
         why = None if config.force else stale_reason(out_dir, job.predictor, job.seed, job.key)
         if job in unsaved:

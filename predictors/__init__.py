@@ -2,9 +2,11 @@
 
 BUILTIN maps a name to "module:Class" and the options that name passes to the class; a name
 registered by an installed package under the `bench.predictors` entry point group joins them.
+MEMORY holds each built-in's measured peak memory per run (`Memory`); a plug-in declares its own
+as the class attribute `memory`.
 """
 
-from predictors.base import Predictor, Task
+from predictors.base import Memory, Predictor, Task
 
 BUILTIN: dict[str, tuple[str, dict]] = {
     "random": ("predictors.random_conditions:RandomConditions", {}),
@@ -38,4 +40,36 @@ BUILTIN: dict[str, tuple[str, dict]] = {
 # shape each costs more than the main job's time budget allows (README "Predictors" says how much).
 OPT_IN: tuple[str, ...] = ("biolord",)
 
-__all__ = ["BUILTIN", "OPT_IN", "Predictor", "Task"]
+# One run's peak resident memory in a pool process: base GiB + factor x the data's dense bytes, fitted
+# through the peaks measured by tests/bench_worker_memory.py at the default shape and at a fifth of
+# the full one, rounded up (docs/statistics.md#memory-and-the-pool).
+_BERT, _BERT_MLP = Memory(1.00, 5.05), Memory(0.75, 5.05)  # the most of each decoder's measured variants
+MEMORY: dict[str, Memory] = {
+    "random": Memory(0.50, 3.10),
+    "knn": Memory(0.50, 3.10),
+    "control_mean": Memory(0.50, 2.55),
+    "train_mean": Memory(0.50, 2.95),
+    "linear": Memory(0.55, 3.60),
+    "knn_structure": Memory(0.50, 3.15),
+    "ridge_structure": Memory(0.55, 4.05),
+    "oracle": Memory(0.50, 2.95),
+    "CPA": Memory(1.30, 4.80),
+    "CPA_transfer": Memory(1.25, 4.85),
+    "CPA_smiles": Memory(1.40, 4.75),
+    "cVAE": Memory(0.70, 4.05),
+    "chemCPA": Memory(0.75, 4.40),
+    "chemCPA_transfer": Memory(0.75, 4.45),
+    "biolord": Memory(1.60, 4.00),
+    "scGen": Memory(1.10, 3.50),  # measured on unseen_drug_cell_line, the split it runs on
+    "BERT": _BERT,
+    "BERT_transfer": _BERT,
+    "BERT_whole": _BERT,
+    "BERT_subset": _BERT,
+    "BERT_mlp": _BERT_MLP,
+    "BERT_transfer_mlp": _BERT_MLP,
+    "BERT_whole_mlp": _BERT_MLP,
+    "BERT_subset_mlp": _BERT_MLP,
+    "BERT_nobulk": Memory(0.95, 5.15),
+}
+
+__all__ = ["BUILTIN", "MEMORY", "OPT_IN", "Memory", "Predictor", "Task"]

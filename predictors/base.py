@@ -68,6 +68,26 @@ def gaussian_cells(distribution: dict[Condition, tuple[np.ndarray, np.ndarray]],
     return out
 
 
+@dataclass(frozen=True)
+class Memory:
+    """A run's peak resident memory in a pool process: `base` GiB (the interpreter, torch, the
+    predictor's packages and fixed buffers) plus `factor` x the data's dense bytes
+    (`bench.data.Benchmark.dense_bytes`: the single-cell matrix as dense plus the bulk matrix), which
+    covers the process's copy of the data, its evaluators and what the predictor builds from them.
+    Measured per predictor with tests/bench_worker_memory.py (docs/statistics.md#memory-and-the-pool)."""
+
+    base: float  # GiB
+    factor: float
+
+    def peak(self, data_bytes: int) -> int:
+        """The estimated peak in bytes on data of `data_bytes` dense bytes."""
+        return int(self.base * (1 << 30) + self.factor * data_bytes)
+
+
+# A predictor that declares no `memory`: above every built-in predictor's measured base and factor.
+DEFAULT_MEMORY = Memory(base=2.0, factor=6.0)
+
+
 class StopTraining(Exception):
     """Raised by `Task.report_epoch` when the harness ends training early (no validation gain for
     `patience` epochs); let it propagate out of `fit`: the selected epochs' predictions are kept."""
@@ -138,6 +158,9 @@ class Predictor(ABC):
     # it has no `needs` and no `packages` (see bench/data/combinations.py). One that cannot is skipped,
     # with the reason, when the split's conditions (training ones included) hold a combination.
     combinations: ClassVar[bool | None] = None
+    # A run's peak memory in a pool process (`Memory`), from which the pool chooses its number of
+    # processes. The built-ins' are in `predictors.MEMORY`; a plug-in that declares none gets DEFAULT_MEMORY.
+    memory: ClassVar[Memory | None] = None
 
     def __init__(self, seed: int = 0, **config) -> None:
         unknown = set(config) - set(self.defaults)

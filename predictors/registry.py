@@ -6,7 +6,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from bench.errors import BenchError, closest
-from predictors.base import Predictor
+from predictors.base import DEFAULT_MEMORY, Memory, Predictor
 
 ENTRY_POINT_GROUP = "bench.predictors"
 
@@ -38,6 +38,21 @@ def predictor_class(name: str) -> tuple[type[Predictor], dict]:
         raise BenchError(f"unknown predictor '{name}'{closest(name, regs)}: see `bench list`")
     target, options = regs[name]
     return _load(target), dict(options)
+
+
+def memory(name: str) -> Memory:
+    """The peak-memory model of one run of predictor `name`: the built-in table `predictors.MEMORY`,
+    else its class's `memory`, else DEFAULT_MEMORY (also for a predictor that cannot be loaded: its
+    run fails at once, but the estimate stays on the safe side)."""
+    from predictors import MEMORY
+
+    if name in MEMORY:
+        return MEMORY[name]
+    try:
+        declared = predictor_class(name)[0].memory
+    except Exception:  # noqa: BLE001  a broken plug-in: the runner records why when it runs
+        declared = None
+    return declared or DEFAULT_MEMORY
 
 
 def create(name: str, seed: int = 0, **overrides) -> Predictor:

@@ -1,5 +1,6 @@
 """Executors: a process pool and Ray tasks on a local 2-CPU instance give the same results as
-in-process runs; Ray receives the data once, through its object store."""
+in-process runs; Ray receives the data once, through its object store. The pool's size follows the
+CPUs, the runs and the runs' estimated peak memory (tests with the memory and the estimates given)."""
 
 from __future__ import annotations
 
@@ -72,20 +73,107 @@ def test_executor_choice_and_bad_options():
     assert make_executor("ray", address="ray://10.0.0.5:10001").address == "ray://10.0.0.5:10001"
 
 
-def test_automatic_workers_follow_cpus_jobs_memory_and_the_variable(monkeypatch):
+GIB = 1 << 30
+AVAILABLE_24 = executors.MemoryReading(22 * GIB, "available")  # a quiet 24 GiB machine
+FULL_BYTES = 650_302 * 2_000 * 4 + 303_068 * 978 * 4  # `--data full`: sc dense + bulk (Benchmark.dense_bytes)
+
+
+def _peaks(names: list[str], data_bytes: int, seeds: int = 1) -> list[tuple[str, int]]:
+    from predictors import registry
+
+    return [(name, registry.memory(name).peak(data_bytes)) for name in names for _ in range(seeds)]
+
+
+def test_the_pool_is_one_process_per_cpu_and_run_while_the_estimates_fit(monkeypatch):
+    """Small estimates (the default data): the CPUs and the runs set the count."""
     monkeypatch.delenv(executors.WORKERS_VARIABLE, raising=False)
     monkeypatch.setattr(executors, "available_cpus", lambda: 8)
-    monkeypatch.setattr(executors, "_memory_bytes", lambda: 64 << 30)
-    assert executors.automatic_workers(21) == 8
-    assert executors.automatic_workers(3) == 3  # no idle processes
-    assert executors.automatic_workers(1) == 1 and isinstance(executors.local_executor(1), LocalExecutor)
-    monkeypatch.setattr(executors, "_memory_bytes", lambda: 7 << 30)
-    assert executors.automatic_workers(21) == 2  # MEMORY_PER_WORKER each
+    monkeypatch.setattr(executors, "_memory", lambda: executors.MemoryReading(64 * GIB, "available"))
+    monkeypatch.setattr(executors, "_resident_bytes", lambda: GIB // 2)
+    default = _peaks(["random", "knn", "train_mean", "CPA", "BERT"], 70_000_000, seeds=4)
+    assert executors.automatic_workers(default).workers == 8
+    assert executors.automatic_workers(default[:3]).workers == 3  # no idle processes
+    assert executors.automatic_workers(default[:1]).workers == 1 and isinstance(executors.local_executor(1), LocalExecutor)
+    assert executors.automatic_workers([]).workers == 1
+    monkeypatch.setattr(executors, "available_cpus", lambda: 2)
+    choice = executors.automatic_workers(default)
+    assert choice.workers == 2 and "room for" not in choice.why
+    assert choice.why.startswith("2 CPUs for 20 runs; estimated peak ")
     monkeypatch.setenv(executors.WORKERS_VARIABLE, "5")
-    assert executors.automatic_workers(21) == 5
+    assert executors.automatic_workers(default) == executors.PoolChoice(5, "BENCH_WORKERS=5")
     monkeypatch.setenv(executors.WORKERS_VARIABLE, "two")
     with pytest.raises(BenchError, match="BENCH_WORKERS=two: expected a positive integer"):
-        executors.automatic_workers(21)
+        executors.automatic_workers(default)
+
+
+def test_the_full_shape_gets_fewer_processes_than_the_default_on_the_same_machine():
+    names = ["control_mean", "train_mean", "random", "knn"]
+    default = executors.choose_workers(_peaks(names, 70_000_000), 16, AVAILABLE_24, parent=GIB // 2)
+    full = executors.choose_workers(_peaks(names, FULL_BYTES), 16, AVAILABLE_24, parent=int(3.7 * GIB))
+    assert default.workers == 4  # one per run
+    assert full.workers < default.workers
+    peaks = sorted((p for _, p in _peaks(names, FULL_BYTES)), reverse=True)
+    cap = executors.MEMORY_SHARE * (22 + 3.7) * GIB
+    assert 3.7 * GIB + sum(peaks[:full.workers]) <= cap or (full.workers == 1 and "not even one run fits" in full.why)
+    assert 3.7 * GIB + sum(peaks[:full.workers + 1]) > cap  # one more would not fit
+
+
+def test_the_count_is_the_most_runs_whose_largest_peaks_fit_beside_this_process():
+    mem = executors.MemoryReading(10 * GIB, "available")  # with a 2 GiB parent: a cap of 0.8 x 12 = 9.6 GiB
+    peaks = [("a", 3 * GIB), ("b", 1 * GIB), ("c", 2 * GIB), ("d", 1 * GIB), ("e", 1 * GIB)]
+    choice = executors.choose_workers(peaks, 8, mem, parent=2 * GIB)
+    assert choice.workers == 4  # the four largest: 2 + 3 + 2 + 1 + 1 = 9 <= 9.6; a fifth run would make 10
+    peaks[1] = ("b", int(1.7 * GIB))  # now 2 + 3 + 2 + 1.7 = 8.7, and a fourth run 9.7 > 9.6
+    assert executors.choose_workers(peaks, 8, mem, parent=2 * GIB).workers == 3
+    assert executors.choose_workers(peaks, 8, mem, parent=0).workers == 4  # 0.8 x 10 = 8: 3 + 2 + 1.7 + 1 = 7.7
+    physical = executors.MemoryReading(10 * GIB, "physical")  # the parent is part of it: 0.8 x 10 = 8
+    assert executors.choose_workers(peaks, 8, physical, parent=2 * GIB).workers == 2  # 2 + 3 + 2 = 7; + 1.7 = 8.7
+    assert "a, the largest" in choice.why and "this process 2.0 GiB" in choice.why
+    assert "cap 80% of 10.0 GiB available + this process = 9.6 GiB: room for 4 runs at a time" in choice.why
+
+
+def test_a_run_that_does_not_fit_beside_this_process_is_computed_in_it():
+    choice = executors.choose_workers([("CPA", 15 * GIB), ("knn", GIB)], 16, executors.MemoryReading(16 * GIB, "available"),
+                                      parent=4 * GIB)
+    assert choice.workers == 1 and isinstance(executors.local_executor(choice.workers), LocalExecutor)
+    assert choice.why.endswith("cap 80% of 16.0 GiB available + this process = 16.0 GiB: not even one run fits beside "
+                               "this process, so this process computes them (no second copy of the data; it may still "
+                               "run out of memory)")
+    unknown = executors.choose_workers([("CPA", 15 * GIB)] * 3, 2, None, parent=4 * GIB)
+    assert unknown.workers == 2 and unknown.why.endswith("the machine's memory is unknown: not limited by it")
+
+
+def test_this_machine_s_memory_and_this_process_s_footprint_are_read():
+    reading = executors._memory()
+    assert reading is not None and reading.bytes > 0
+    assert reading.source == ("available" if Path("/proc/meminfo").exists() else "physical")
+    assert executors._resident_bytes() > 0
+
+
+def test_a_plug_in_declares_its_peak_or_gets_the_conservative_default(monkeypatch):
+    from predictors import BUILTIN, MEMORY, registry
+    from predictors.base import DEFAULT_MEMORY, Memory
+    from predictors.knn_bulk import KnnBulk
+
+    assert set(MEMORY) == set(BUILTIN)  # every built-in predictor's peak is measured
+    assert all(m.base <= DEFAULT_MEMORY.base and m.factor <= DEFAULT_MEMORY.factor for m in MEMORY.values())
+    monkeypatch.setattr(registry, "registrations", lambda: {"mine": ("predictors.knn_bulk:KnnBulk", {})})
+    assert registry.memory("mine") == DEFAULT_MEMORY
+    monkeypatch.setattr(KnnBulk, "memory", Memory(base=0.5, factor=1.0))
+    assert registry.memory("mine").peak(GIB) == int(1.5 * GIB)
+
+
+def test_bench_run_says_how_it_chose_the_pool(tmp_path, capsys, monkeypatch, smoke):
+    from predictors import registry
+
+    monkeypatch.delenv(executors.WORKERS_VARIABLE, raising=False)
+    monkeypatch.setattr(executors, "available_cpus", lambda: 1)  # one process: computed here, nothing spawned
+    assert main(["run", "--data", "smoke", "--predictors", "random,train_mean", "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pool: ")]
+    largest = max(("random", "train_mean"), key=lambda n: registry.memory(n).peak(smoke.dense_bytes))
+    estimate = registry.memory(largest).peak(smoke.dense_bytes) / GIB
+    assert len(lines) == 1 and lines[0].startswith("pool: in this process: 1 CPU for 2 runs; ")
+    assert f"estimated peak {estimate:.1f} GiB per run ({largest}, the largest)" in lines[0]
 
 
 def _threads_seen(_shared, _job) -> dict:
@@ -111,6 +199,7 @@ def test_pool_workers_share_the_cpus_and_keep_a_count_the_user_set(monkeypatch):
 def test_the_default_run_uses_a_pool_when_there_is_more_than_one_run(tmp_path, local_scores, monkeypatch):
     monkeypatch.delenv(executors.WORKERS_VARIABLE, raising=False)
     monkeypatch.setattr(executors, "available_cpus", lambda: 2)
+    monkeypatch.setattr(executors, "_memory", lambda: executors.MemoryReading(64 << 30, "available"))
     made = []
     real = executors.PoolExecutor.__init__
     monkeypatch.setattr(executors.PoolExecutor, "__init__", lambda self, workers: made.append(workers) or real(self, workers))

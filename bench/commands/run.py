@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None,
                    help="address of a running Ray cluster (e.g. ray://head:10001 or auto); default: start a local instance")
     p.add_argument("--workers", type=int, default=None,
-                   help="local: size of the process pool (default: 1, in process); ray: CPUs of the local instance")
+                   help="local: size of the process pool (1: this process; default: one per CPU, as many as fit in "
+                        "memory, said on the `pool:` line); ray: CPUs of the local instance")
     p.add_argument("--force", action="store_true",
                    help="recompute every run, even finished ones with the same configuration and data")
     p.add_argument("--save-predictions", action="store_true",

@@ -43,6 +43,14 @@ class Benchmark:
         bulk_genes = set(self.bulk.var_names)
         return np.array([g for g in self.sc.var_names if g in bulk_genes], dtype=object)
 
+    @property
+    def dense_bytes(self) -> int:
+        """The data's size as memory estimates count it (`predictors.base.Memory`): the
+        single-cell matrix as dense (cells x genes x its itemsize, sparse or not) plus the bulk
+        matrix, both of which every pool process holds."""
+        sets = [a for a in (self.sc, self.bulk) if a is not None]
+        return sum(a.n_obs * a.n_vars * (a.X.dtype.itemsize if a.X is not None else 4) for a in sets)
+
     def missing_in_bulk(self, drugs: list[str]) -> list[str]:
         """The drugs among `drugs` that the bulk set never measured (all of them without a bulk set)."""
         if self.bulk is None:
