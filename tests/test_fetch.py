@@ -312,9 +312,11 @@ def test_manifest_is_recorded_then_verified(server, monkeypatch, capsys):
 
 
 def geo_like(server, monkeypatch, listed_b: bytes) -> Path:
-    """A two-file gzipped source with a GEO-style SHA512SUMS.txt.gz (b listed with `listed_b`'s sum)."""
-    a, b = gzip.compress(BODY), gzip.compress(OTHER)
-    sums = f"{hashlib.sha512(a).hexdigest()}  a.txt.gz\n{hashlib.sha512(gzip.compress(listed_b)).hexdigest()} *b.txt.gz\n"
+    """A two-file gzipped source with a GEO-style SHA512SUMS.txt.gz (b listed with `listed_b`'s sum).
+    Every gzip header carries mtime 0, so the listed sum of b cannot differ from the served b's by a
+    clock tick between two compressions."""
+    a, b = gzip.compress(BODY, mtime=0), gzip.compress(OTHER, mtime=0)
+    sums = f"{hashlib.sha512(a).hexdigest()}  a.txt.gz\n{hashlib.sha512(gzip.compress(listed_b, mtime=0)).hexdigest()} *b.txt.gz\n"
     server.files.update({"/a.txt.gz": a, "/b.txt.gz": b, "/SUMS.txt.gz": gzip.compress(sums.encode())})
     files = (RemoteFile(server.base + "/a.txt.gz", "a.txt", gunzip=True),
              RemoteFile(server.base + "/b.txt.gz", "b.txt", gunzip=True))
